@@ -1,0 +1,205 @@
+"""Firings -> CDS Hooks 2.0 cards, in the request's locale.
+
+Suggestions follow Da Vinci CRD's patterns: *propose alternate request*
+(delete the draft by `resourceId` + create the replacement) and *identify
+additional orders* (create a ServiceRequest). Every resource we create is
+validated with fhir.resources before it leaves, because an EHR applies it
+with one click.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from typing import Any, Callable
+
+from fhir.resources.R4B.medicationrequest import MedicationRequest
+from fhir.resources.R4B.servicerequest import ServiceRequest
+
+from .. import templates
+from ..facts.model import ALIAS_SYSTEMS, DraftOrder
+from ..knowledge import Knowledge
+from ..engine.evaluate import Firing
+from ..engine.ruleset import SuggestionSpec
+
+OVERRIDE_REASON_SYSTEM = "urn:precision-cds:override-reason"
+RULE_TOPIC_SYSTEM = "urn:precision-cds:rule"
+CARD_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
+
+UuidFactory = Callable[[], str]
+
+_FOOTER = {
+    "en": "**Evidence:** {strength}. **Source:** [{label}]({url})",
+    "zh-CN": "**证据强度：** {strength}。**来源：** [{label}]({url})",
+}
+
+
+def _text(value: dict[str, str], locale: str) -> str:
+    return value.get(locale) or value["en"]
+
+
+def _coding(key: str, display: str | None = None) -> dict[str, str]:
+    system, _, code = key.partition(":")
+    coding = {"system": ALIAS_SYSTEMS.get(system, system), "code": code}
+    if display:
+        coding["display"] = display
+    return coding
+
+
+class CardRenderer:
+    """Builds card JSON; one instance per rule set (it holds the knowledge base)."""
+
+    def __init__(self, knowledge: Knowledge, uuids: UuidFactory | None = None) -> None:
+        self.knowledge = knowledge
+        self.uuids = uuids or (lambda: str(uuid.uuid4()))
+
+    def render(self, firing: Firing, locale: str) -> dict[str, Any]:
+        rule, spec = firing.rule, firing.rule.card
+        values = self._values(firing, locale)
+        translate = lambda t: self.knowledge.translate(t, locale)  # noqa: E731
+        summary = templates.render(_text(spec.summary, locale), values, translate)
+        card: dict[str, Any] = {
+            "uuid": self.uuids(),
+            "summary": summary if len(summary) < 140 else summary[:136] + "...",
+            "indicator": spec.indicator,
+            "source": {
+                "label": spec.source.label,
+                "url": spec.source.url,
+                "topic": self._topic(firing),
+            },
+        }
+        footer = _FOOTER.get(locale, _FOOTER["en"]).format(
+            strength=spec.strength, label=spec.source.citation or spec.source.label, url=spec.source.url
+        )
+        detail = templates.render(_text(spec.detail, locale), values, translate) if spec.detail else ""
+        card["detail"] = f"{detail}\n\n{footer}" if detail else footer
+        suggestions = [self._suggestion(s, firing, locale) for s in firing.suggestions]
+        suggestions = [s for s in suggestions if s is not None]
+        if suggestions:
+            card["suggestions"] = suggestions
+            card["selectionBehavior"] = spec.selection
+        if spec.override_reasons:
+            card["overrideReasons"] = [
+                {
+                    "system": r.get("system", OVERRIDE_REASON_SYSTEM),
+                    "code": r["code"],
+                    "display": _text(r["display"], locale),
+                }
+                for r in spec.override_reasons
+            ]
+        if spec.links:
+            card["links"] = [
+                {"label": _text(link["label"], locale), "url": link["url"], "type": "absolute"} for link in spec.links
+            ]
+        return card
+
+    def _topic(self, firing: Firing) -> dict[str, str]:
+        topic = firing.rule.card.topic
+        if topic:
+            out = {"system": topic.get("system", CARD_TYPE_SYSTEM), "code": topic["code"]}
+            if "display" in topic:
+                out["display"] = topic["display"]
+            return out
+        return {"system": RULE_TOPIC_SYSTEM, "code": firing.rule.id, "display": firing.rule.title}
+
+    def _values(self, firing: Firing, locale: str) -> dict[str, Any]:
+        values: dict[str, Any] = dict(firing.bindings)
+        order = firing.order
+        drug = self._order_drug(order)
+        values["order.display"] = order.display or ""
+        values["order.drug"] = drug.name(locale) if drug else (order.display or "")
+        return values
+
+    def _order_drug(self, order: DraftOrder) -> Any:
+        for concept in sorted(order.concepts):
+            if concept.startswith("rxnorm:") and concept in self.knowledge.drugs:
+                return self.knowledge.drugs[concept]
+        for concept in sorted(order.concepts):
+            drug = self.knowledge.drug(concept)
+            if drug is not None:
+                return drug
+        return None
+
+    # -- suggestions -----------------------------------------------------------
+    def _suggestion(self, spec: SuggestionSpec, firing: Firing, locale: str) -> dict[str, Any] | None:
+        values = self._values(firing, locale)
+        label = templates.render(_text(spec.label, locale), values, lambda t: self.knowledge.translate(t, locale))
+        order = firing.order
+        actions: list[dict[str, Any]]
+        if spec.action == "replace_order_with":
+            drug = self.knowledge.drug(spec.params)
+            if drug is None or drug.default_product is None:
+                return None
+            actions = [self._delete(order, locale), self._create_medication(order, drug, locale)]
+        elif spec.action == "delete_order":
+            actions = [self._delete(order, locale)]
+        elif spec.action == "add_test":
+            test = self.knowledge.genetic_tests[spec.params]
+            actions = [self._create_service_request(order, test.code, _text(test.display, locale), locale)]
+        elif spec.action == "add_order":
+            display = templates.render(_text(spec.params["display"], locale), values)
+            actions = [self._create_service_request(order, spec.params["code"], display, locale)]
+        elif spec.action == "change_dose":
+            text = templates.render(_text(spec.params["text"], locale), values)
+            actions = [self._update_dose(order, text, locale)]
+        else:  # pragma: no cover - the schema allows no other action
+            return None
+        suggestion: dict[str, Any] = {"label": label, "uuid": self.uuids(), "actions": actions}
+        if spec.recommended:
+            suggestion["isRecommended"] = True
+        return suggestion
+
+    def _delete(self, order: DraftOrder, locale: str) -> dict[str, Any]:
+        what = order.display or order.resource_type
+        description = f"Remove the draft order: {what}" if locale == "en" else f"删除草稿医嘱：{what}"
+        return {"type": "delete", "description": description, "resourceId": order.reference}
+
+    def _create_medication(self, order: DraftOrder, drug: Any, locale: str) -> dict[str, Any]:
+        product = drug.default_product
+        draft = order.resource
+        resource: dict[str, Any] = {
+            "resourceType": "MedicationRequest",
+            "id": self.uuids(),
+            "status": "draft",
+            "intent": draft.get("intent", "order") if isinstance(draft.get("intent"), str) else "order",
+            "medicationCodeableConcept": {
+                "coding": [_coding(product.code, product.display)],
+                "text": product.display,
+            },
+        }
+        for key in ("subject", "encounter", "requester", "reasonCode", "reasonReference", "priority", "authoredOn"):
+            if key in draft:
+                resource[key] = copy.deepcopy(draft[key])
+        if product.dosage:
+            resource["dosageInstruction"] = [{"text": product.dosage.get("en", "")}]
+        MedicationRequest.model_validate(resource)
+        name = drug.name(locale)
+        description = f"Order {name} ({product.display})" if locale == "en" else f"开具 {name}（{product.display}）"
+        return {"type": "create", "description": description, "resource": resource}
+
+    def _create_service_request(self, order: DraftOrder, code: str | None, display: str, locale: str) -> dict[str, Any]:
+        draft = order.resource
+        concept: dict[str, Any] = {"text": display}
+        if code:
+            concept["coding"] = [_coding(code, display)]
+        resource: dict[str, Any] = {
+            "resourceType": "ServiceRequest",
+            "id": self.uuids(),
+            "status": "draft",
+            "intent": "order",
+            "code": concept,
+            "subject": copy.deepcopy(draft.get("subject", {"reference": "Patient/unknown"})),
+        }
+        for key in ("encounter", "requester"):
+            if key in draft:
+                resource[key] = copy.deepcopy(draft[key])
+        ServiceRequest.model_validate(resource)
+        description = f"Order {display}" if locale == "en" else f"开具检查：{display}"
+        return {"type": "create", "description": description, "resource": resource}
+
+    def _update_dose(self, order: DraftOrder, text: str, locale: str) -> dict[str, Any]:
+        resource = copy.deepcopy(order.resource)
+        resource["dosageInstruction"] = [{"text": text}]
+        MedicationRequest.model_validate(resource)
+        description = f"Change the dose: {text}" if locale == "en" else f"调整剂量：{text}"
+        return {"type": "update", "description": description, "resource": resource}
