@@ -72,7 +72,7 @@ class CardRenderer:
             strength=spec.strength, label=spec.source.citation or spec.source.label, url=spec.source.url
         )
         detail = templates.render(_text(spec.detail, locale), values, translate) if spec.detail else ""
-        card["detail"] = f"{detail}\n\n{footer}" if detail else footer
+        card["detail"] = f"{detail.strip()}\n\n{footer}" if detail.strip() else footer
         suggestions = [self._suggestion(s, firing, locale) for s in firing.suggestions]
         suggestions = [s for s in suggestions if s is not None]
         if suggestions:

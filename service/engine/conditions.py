@@ -68,7 +68,11 @@ class Condition:
         if ctx.trace is None:
             return self.holds(ctx)
         ctx.depth += 1
+        start = len(ctx.trace)
         result = self.holds(ctx)
+        # A node notes its verdict after its children; show it above them.
+        if len(ctx.trace) > start + 1 and ctx.trace[-1][0] == ctx.depth:
+            ctx.trace.insert(start, ctx.trace.pop())
         ctx.depth -= 1
         return result
 

@@ -55,9 +55,10 @@ UNCERTAIN_FUNCTIONS = frozenset({"Uncertain function", "Unknown function"})
 PRESENCE_STATUSES = ("positive", "negative")
 
 _CHECK = "knowledge"
-_STAR = re.compile(r"\*(\d+)([A-Za-z]*)(?:x(\d+|[Nn]|≥\s*\d+|>=\s*\d+))?")
-_STAR_AT_END = re.compile(r"(\*\d+[A-Za-z]*(?:x(?:\d+|[Nn]|≥\s*\d+|>=\s*\d+))?)\s*$")
-_STAR_AT_START = re.compile(r"^(\*\d+[A-Za-z]*(?:x(?:\d+|[Nn]|≥\s*\d+|>=\s*\d+))?)(?=$|[\s(,;])")
+# Star allele: number, optional letter suffix (TPMT *3A), optional copy number (CYP2D6 *1x2, *2xN, *1x≥3).
+_STAR = re.compile(r"\*(\d+)([A-Za-z]*?)(?:[xX](\d+|[Nn]|≥\s*\d+|>=\s*\d+))?")
+_STAR_AT_END = re.compile(r"(\*\d+[A-Za-z]*?(?:[xX](?:\d+|[Nn]|≥\s*\d+|>=\s*\d+))?)\s*$")
+_STAR_AT_START = re.compile(r"^(\*\d+[A-Za-z]*?(?:[xX](?:\d+|[Nn]|≥\s*\d+|>=\s*\d+))?)(?=$|[\s(,;])")
 _HGVS = re.compile(r"^c\.[^\s/]+$")
 _HLA_TOKEN = re.compile(
     r"(?:HLA[-_ ]?)?(?P<locus>[A-Z]{1,4}[0-9]?)?\s*\*\s*(?P<f1>\d{2,3})(?::(?P<f2>\d{2,4})(?::\d{2,4})*|(?P<f2b>\d{2}))(?![\d:])",
@@ -330,6 +331,8 @@ class PgxTables:
                     forced = "notation"
                     body = re.sub(re.escape(alias), " ", body, flags=re.IGNORECASE)
                     break
+        if re.search(r"rs\d+|\d\s*[ACGT]\s*>\s*[ACGT]", body, re.IGNORECASE):
+            return None  # names another variant (e.g. VKORC1 1173C>T): not this table's SNP
         found = _GENOTYPE_LETTERS.search(body.upper())
         if not found:
             return None
@@ -469,7 +472,9 @@ def _resolve_allele(t: GeneTable, name: str) -> list[AlleleInfo]:
     base = f"*{m.group(1)}{m.group(2)}"
     copies = m.group(3)
     if copies == "N":
-        return [t.alleles[n] for n in (f"{base}x2", f"{base}x≥3") if n in t.alleles]
+        # Both readings must be listed, or the unlisted one could change the phenotype.
+        readings = (f"{base}x2", f"{base}x≥3")
+        return [t.alleles[n] for n in readings] if all(n in t.alleles for n in readings) else []
     digits = re.sub(r"\D", "", copies)
     if digits and int(digits) >= 3 and f"{base}x≥3" in t.alleles:
         return [t.alleles[f"{base}x≥3"]]
@@ -569,7 +574,7 @@ def load_pgx_tables(folder: Path) -> PgxTables:
         try:
             doc = load_yaml(path, name)
         except PackError as exc:
-            problems.extend(exc.problems)
+            problems.extend(Problem(p.file, p.line, p.column, p.reason, p.severity, _CHECK) for p in exc.problems)
             continue
         f = _File(name, doc, problems)
         table = _parse_file(f)
@@ -604,9 +609,11 @@ def _parse_file(f: _File) -> GeneTable | None:
     gene = f.text(doc.get("gene"), ["gene"], "gene")
     if gene is not None and not re.fullmatch(r"[A-Z][A-Z0-9]*(-[A-Z0-9]+)?", gene):
         f.error(["gene"], f"gene '{gene}' is not an HGNC symbol (upper case letters, digits, one hyphen)")
-    hgnc = f.text(doc.get("hgnc"), ["hgnc"], "hgnc")
-    if hgnc is not None and not re.fullmatch(r"HGNC:\d+", hgnc):
-        f.error(["hgnc"], f"hgnc '{hgnc}' must look like HGNC:2621")
+    raw_hgnc = doc.get("hgnc")
+    hgnc = raw_hgnc.strip() if isinstance(raw_hgnc, str) else None
+    if hgnc is None or not re.fullmatch(r"HGNC:\d+", hgnc):
+        f.error(["hgnc"], f"hgnc {raw_hgnc!r} must look like HGNC:2621 (the gene's HGNC id)")
+        hgnc = None
     _check_source(f, doc.get("source"))
     method = doc.get("method")
     if method not in METHODS:
