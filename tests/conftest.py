@@ -63,3 +63,9 @@ def fhir() -> Iterator[FakeFhirServer]:
 
 
 __all__ = ["example_request", "example_patient", "Route", "bundle", "POSTGRES_ENV"]
+
+
+def pytest_configure(config: Any) -> None:
+    """In CI the PostgreSQL tests must run, never skip: fail early if the URL is missing."""
+    if os.environ.get("CI") == "true" and not os.environ.get(POSTGRES_ENV):
+        raise pytest.UsageError(f"CI=true but {POSTGRES_ENV} is not set: .ci/run must start PostgreSQL and export it")

@@ -30,7 +30,7 @@ def _warfarin(ctx: EvalContext) -> dict[str, Any]:
         race=p.race,
         cyp2c9_diplotype=cyp2c9.diplotype if cyp2c9 and cyp2c9.diplotype else None,
         vkorc1_genotype=_vkorc1(vkorc1.diplotype if vkorc1 else None),
-        cyp4f2_t_carrier=("T" in cyp4f2.diplotype) if cyp4f2 and cyp4f2.diplotype else None,
+        cyp4f2_t_carrier=("T" in _alleles(cyp4f2.diplotype)) if cyp4f2 and cyp4f2.diplotype else None,
         rs12777823_a_carrier=None,
         enzyme_inducer=any(c & ENZYME_INDUCERS for c in active),
         amiodarone=any(AMIODARONE in c for c in active),
@@ -49,17 +49,20 @@ def _warfarin(ctx: EvalContext) -> dict[str, Any]:
         "inputs": "; ".join(f"{k}: {v}" for k, v in est.inputs_used.items()),
         "adjustments": "; ".join(est.adjustments),
         "notes": " ".join(est.notes),
-        "estimate": est,
     }
 
 
+def _alleles(genotype: str) -> str:
+    """`"rs9923231 C/T"` -> `"CT"`: the genotype is the last token of the reader's text."""
+    return genotype.split()[-1].replace("/", "").upper() if genotype.split() else ""
+
+
 def _vkorc1(genotype: str | None) -> str | None:
-    """Genomic rs9923231 (C/T) or -1639G>A (A/G) notation -> IWPC's GG / AG / AA."""
+    """Genomic rs9923231 C/T (minus-strand gene: C = -1639G, T = -1639A) -> IWPC's GG / AG / AA."""
     if not genotype:
         return None
-    alleles = sorted(genotype.replace("/", "").upper().translate(str.maketrans("CT", "GA")))
-    text = "".join(alleles)
-    return {"GG": "GG", "AG": "AG", "AA": "AA"}.get(text)
+    text = "".join(sorted(_alleles(genotype).translate(str.maketrans("CT", "GA"))))
+    return text if text in ("GG", "AG", "AA") else None
 
 
 CALCULATORS: dict[str, Callable[[EvalContext], dict[str, Any]]] = {

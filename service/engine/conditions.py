@@ -472,12 +472,25 @@ class FhirPath(Condition):
         return result
 
 
+ConditionCompiler = Callable[[Any, Knowledge, list[str | int]], Condition]
+
+#: Condition kinds defined in other modules (e.g. coverage and biomarker conditions),
+#: registered with `register_condition` so this module stays the single entry point.
+EXTRA_CONDITIONS: dict[str, ConditionCompiler] = {}
+
+
+def register_condition(name: str, compiler: ConditionCompiler) -> None:
+    EXTRA_CONDITIONS[name] = compiler
+
+
 def compile_condition(
     spec: Any, knowledge: Knowledge, calculators: set[str], path: list[str | int]
 ) -> Condition:
     """YAML condition (already schema-valid) -> Condition object."""
     (key, value), = spec.items()
     here = [*path, key]
+    if key in EXTRA_CONDITIONS:
+        return EXTRA_CONDITIONS[key](value, knowledge, here)
     if key == "all":
         return All([compile_condition(v, knowledge, calculators, [*here, i]) for i, v in enumerate(value)])
     if key == "any":
