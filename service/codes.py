@@ -21,6 +21,12 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
 }
 
 PREFIXABLE = frozenset({"icd10", "icd10cn", "icd10pcs", "atc"})
+_PREFIX_PATTERNS: dict[str, re.Pattern[str]] = {
+    "icd10": re.compile(r"^[A-Z](\d(\d(\.[0-9A-Z]{0,4})?)?)?$"),
+    "icd10cn": re.compile(r"^[A-Z](\d(\d(\.[0-9A-Z]{0,6})?)?)?$"),
+    "icd10pcs": re.compile(r"^[0-9A-HJ-NP-Z]{1,6}$"),
+    "atc": re.compile(r"^[A-Z](\d{1,2}([A-Z]([A-Z](\d{1,2})?)?)?)?$"),
+}
 KNOWN_SYSTEMS = frozenset(_PATTERNS) | {"local"}
 
 
@@ -46,7 +52,7 @@ def check(key: str) -> str | None:
         code = code[:-1]
         if not code:
             return f"'{key}': a prefix needs at least one character"
-        return None if re.match(r"^[0-9A-Z.]+$", code) else f"'{key}' is not a valid {system} prefix"
+        return None if _PREFIX_PATTERNS[system].match(code) else f"'{key}' is not a valid {system} prefix"
     pattern = _PATTERNS.get(system)
     if pattern is not None and not pattern.match(code):
         return f"'{key}' is not a valid {system} code"

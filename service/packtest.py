@@ -148,7 +148,7 @@ class Report:
         return "\n".join(out)
 
 
-def test_files(paths: list[Path]) -> list[Path]:
+def find_test_files(paths: list[Path]) -> list[Path]:
     out: list[Path] = []
     for path in paths:
         if path.is_dir():
@@ -168,7 +168,7 @@ def run_pack_tests(
     except PackError as exc:
         return Report([], [p.format() for p in exc.problems])
     report = Report([])
-    for path in test_files(paths):
+    for path in find_test_files(paths):
         try:
             doc = plain(load_yaml(path))
         except PackError as exc:
