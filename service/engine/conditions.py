@@ -40,10 +40,11 @@ class EvalContext:
 class CompileError(Exception):
     """A condition refers to something unknown; `path` locates it in the YAML."""
 
-    def __init__(self, path: list[str | int], reason: str) -> None:
+    def __init__(self, path: list[str | int], reason: str, check: str | None = None) -> None:
         super().__init__(reason)
         self.path = path
         self.reason = reason
+        self.check = check or ("never-holds" if "never hold" in reason else "unknown-reference")
 
 
 class Condition:
@@ -251,7 +252,7 @@ def _matcher(spec: dict[str, Any], knowledge: Knowledge, path: list[str | int]) 
         keys.extend(found.codes)
     for i, key in enumerate(spec.get("codes", [])):
         if (reason := codesys.check(key)) is not None:
-            raise CompileError([*path, "codes", i], reason)
+            raise CompileError([*path, "codes", i], reason, "code")
     label = ", ".join(names) if names else ", ".join(spec.get("codes", []))[:60]
     return codesys.CodeMatcher(keys), label
 
@@ -292,7 +293,7 @@ class Lab(Condition):
         codes = [spec["code"]] if isinstance(spec["code"], str) else list(spec["code"])
         for i, key in enumerate(codes):
             if (reason := codesys.check(key)) is not None:
-                raise CompileError([*path, "code"], reason)
+                raise CompileError([*path, "code"], reason, "code")
         self.codes = frozenset(codes)
         self.value = spec.get("value")
         self.unit = spec.get("unit")
@@ -500,7 +501,7 @@ def compile_condition(
     if key == "order":
         for i, k in enumerate(value.get("codes", [])):
             if (reason := codesys.check(k)) is not None:
-                raise CompileError([*here, "codes", i], reason)
+                raise CompileError([*here, "codes", i], reason, "code")
         for name in ("dose_mg", "daily_dose_mg", "quantity", "days_supply"):
             if name in value and cmp_never_holds(value[name]):
                 raise CompileError([*here, name], f"'{name}' comparison can never hold")

@@ -313,7 +313,7 @@ def _compile_rule(
         try:
             when = compile_condition(spec["when"], knowledge, calcs, [*base, "when"])
         except CompileError as exc:
-            out.add(name, doc, exc.path, exc.reason, "never-holds" if "never hold" in exc.reason else "unknown-reference")
+            out.add(name, doc, exc.path, exc.reason, exc.check)
     card = _compile_card(spec["card"], [*base, "card"], pack, doc, name, knowledge, calcs, out)
     if card is not None:
         bound = when.bound_names() if when else set()
@@ -373,7 +373,7 @@ def _compile_card(
                 try:
                     conds[key] = compile_condition(sug[key], knowledge, calcs, [*where, key])
                 except CompileError as exc:
-                    out.add(name, doc, exc.path, exc.reason, "unknown-reference")
+                    out.add(name, doc, exc.path, exc.reason, exc.check)
                     ok = False
         suggestions.append(SuggestionSpec(dict(sug["label"]), bool(sug.get("recommended", False)), action, params, conds["when"], conds["unless"]))
     selection = spec.get("selection", "at-most-one")
