@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -130,7 +129,6 @@ def test_broken_pack_keeps_last_good_set_and_valid_update_is_picked_up(live_serv
 
 
 def test_admin_reload_requires_the_admin_token(tmp_path: Path) -> None:
-    from dataclasses import replace
 
     from service.app import create_app
     from service.config import load_settings

@@ -54,7 +54,7 @@ class CardRenderer:
         self.uuids = uuids or (lambda: str(uuid.uuid4()))
 
     def render(self, firing: Firing, locale: str) -> dict[str, Any]:
-        rule, spec = firing.rule, firing.rule.card
+        spec = firing.rule.card
         values = self._values(firing, locale)
         translate = lambda t: self.knowledge.translate(t, locale)  # noqa: E731
         summary = templates.render(_text(spec.summary, locale), values, translate)

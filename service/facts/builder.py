@@ -12,6 +12,7 @@ from datetime import date, datetime, timezone
 from typing import Any, Iterable
 
 from ..knowledge import Knowledge
+from .dates import parse_fhir_date, parse_fhir_datetime
 from .model import CodedEvent, DraftOrder, LabResult, MedicationFact, PatientFacts, code_key
 
 US_CORE_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
@@ -61,30 +62,8 @@ def concept_text(concept: Any) -> str | None:
     return None
 
 
-def parse_date(value: Any) -> date | None:
-    if not isinstance(value, str) or len(value) < 4:
-        return None
-    try:
-        if len(value) == 4:
-            return date(int(value), 1, 1)
-        if len(value) == 7:
-            return date(int(value[:4]), int(value[5:7]), 1)
-        return date.fromisoformat(value[:10])
-    except ValueError:
-        return None
-
-
-def parse_datetime(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        if len(value) <= 10:
-            d = parse_date(value)
-            return datetime(d.year, d.month, d.day, tzinfo=timezone.utc) if d else None
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-    except ValueError:
-        return None
+parse_date = parse_fhir_date
+parse_datetime = parse_fhir_datetime
 
 
 def _number(value: Any) -> float | None:

@@ -55,6 +55,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from .model import GenomicResult
+from .dates import parse_fhir_datetime
 from .pgx import INDETERMINATE, PgxTables
 
 log = logging.getLogger(__name__)
@@ -161,22 +162,6 @@ def _value_texts(holder: dict[str, Any]) -> list[str]:
 
 def _components(obs: dict[str, Any]) -> list[dict[str, Any]]:
     return [c for c in _list(obs.get("component")) if isinstance(c, dict)]
-
-
-def parse_fhir_datetime(value: Any) -> datetime | None:
-    """FHIR date/dateTime/instant -> aware datetime (UTC when no zone); None if unreadable."""
-    text = _text(value)
-    if text is None:
-        return None
-    try:
-        if re.fullmatch(r"\d{4}", text):
-            return datetime(int(text), 1, 1, tzinfo=timezone.utc)
-        if re.fullmatch(r"\d{4}-\d{2}", text):
-            return datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=timezone.utc)
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
 
 
 def _when(obs: dict[str, Any]) -> datetime | None:

@@ -702,13 +702,13 @@ def _service_draft(n: int, k: int, anchor: date) -> dict[str, Any]:
 #: name, hook, drafts (("med", drug index) or ("svc", service index)), selected draft numbers, locale
 REQUEST_MIX: list[tuple[str, str, list[tuple[str, int]], list[int], str]] = [
     ("sign-1med", "order-sign", [("med", 0)], [], "en"),
-    ("sign-1med-class", "order-sign", [("med", 5)], [], "zh-CN"),
-    ("sign-3med-1svc", "order-sign", [("med", 1), ("med", 9), ("med", 14), ("svc", 0)], [], "en"),
-    ("select-1of2", "order-select", [("med", 2), ("med", 7)], [1], "en"),
+    ("sign-1med-b", "order-sign", [("med", 7)], [], "zh-CN"),
+    ("sign-3med-1svc", "order-sign", [("med", 1), ("med", 13), ("med", 26), ("svc", 0)], [], "en"),
+    ("select-1of2", "order-select", [("med", 2), ("med", 19)], [1], "en"),
     ("select-1med", "order-select", [("med", 11)], [1], "zh-CN"),
     ("sign-1svc", "order-sign", [("svc", 3)], [], "en"),
-    ("sign-2med", "order-sign", [("med", 3), ("med", 12)], [], "zh-CN"),
-    ("select-1med-b", "order-select", [("med", 4)], [1], "en"),
+    ("sign-2med", "order-sign", [("med", 14), ("med", 25)], [], "zh-CN"),
+    ("select-1med-b", "order-select", [("med", 31)], [1], "en"),
 ]
 
 
