@@ -61,6 +61,56 @@ DRAFTS: dict[str, dict[str, Any]] = {
     "carbamazepine": {"code": "308979", "display": "carbamazepine 200 MG Oral Tablet",
                       "text": "carbamazepine 200 mg tablet", "dose": 200,
                       "sig": "200 mg by mouth once daily; titrate as directed"},
+    # Coverage and companion-diagnostic examples (rules/coverage/, rules/cdx/). Optional keys:
+    # system (default RxNorm), route, period_unit, quantity/unit/unit_code/days (dispense), and no
+    # "dose" for orders dosed per protocol. Semaglutide is coded with ATC (no verified RxNorm code);
+    # esomeprazole and cetuximab carry the ingredient code with the product in the text.
+    "semaglutide": {"system": "http://www.whocc.no/atc", "code": "A10BJ06", "display": "semaglutide",
+                    "text": "semaglutide 1.34 mg/mL pre-filled pen", "dose": 0.25, "period_unit": "wk",
+                    "route": ("34206005", "Subcutaneous route"), "quantity": 1, "unit": "pen", "unit_code": "{pen}",
+                    "days": 28, "sig": "0.25 mg subcutaneously once weekly"},
+    "esomeprazole": {"code": "283742", "display": "esomeprazole", "text": "esomeprazole 20 mg enteric-coated tablet",
+                     "dose": 20, "sig": "20 mg by mouth once daily before breakfast"},
+    "lipitor": {"code": "617320", "display": "atorvastatin 40 MG Oral Tablet [Lipitor]",
+                "text": "Lipitor (atorvastatin) 40 mg tablet", "dose": 40, "sig": "40 mg by mouth once daily"},
+    "cetuximab": {"code": "318341", "display": "cetuximab", "text": "cetuximab 100 mg/20 mL vial",
+                  "route": ("47625008", "Intravenous route"), "quantity": 5, "unit": "vial", "unit_code": "{vial}",
+                  "days": 14, "sig": "dose per protocol (mg/m2), intravenous infusion every 2 weeks"},
+    "alectinib": {"code": "1727455", "display": "alectinib", "text": "alectinib 150 mg capsule", "dose": 600,
+                  "per_day": 2, "quantity": 240, "unit": "capsule", "unit_code": "{capsule}",
+                  "sig": "600 mg by mouth twice daily with food"},
+    # Pharmacogenomic examples (rules/pgx/). Product codes: allopurinol 197319, azathioprine
+    # 197388, simvastatin 198211 and tramadol 835603 agreed across at least two independent
+    # public RxNorm extracts; the others carry the ingredient code (as osimertinib does), with
+    # the product in the text. Warfarin uses the ingredient because the 5 mg product (855332)
+    # is not yet mapped in knowledge/drugs.yaml.
+    "warfarin-ingredient": {"code": "11289", "display": "warfarin",
+                            "text": "warfarin sodium 3 mg tablet", "dose": 3,
+                            "sig": "3 mg by mouth once daily in the evening; adjust to INR 2-3"},
+    "oxcarbazepine": {"code": "32624", "display": "oxcarbazepine",
+                      "text": "oxcarbazepine 300 mg tablet", "dose": 300,
+                      "sig": "300 mg by mouth once daily; titrate as directed"},
+    "allopurinol": {"code": "197319", "display": "allopurinol 100 MG Oral Tablet",
+                    "text": "allopurinol 100 mg tablet", "dose": 100,
+                    "sig": "100 mg by mouth once daily"},
+    "azathioprine": {"code": "197388", "display": "azathioprine 50 MG Oral Tablet",
+                     "text": "azathioprine 50 mg tablet", "dose": 100,
+                     "sig": "100 mg (2 mg/kg) by mouth once daily"},
+    "mercaptopurine": {"code": "103", "display": "mercaptopurine",
+                       "text": "mercaptopurine 50 mg tablet", "dose": 125,
+                       "sig": "125 mg (about 75 mg/m2) by mouth once daily"},
+    "capecitabine": {"code": "194000", "display": "capecitabine",
+                     "text": "capecitabine 500 mg tablet", "dose": 1500, "per_day": 2,
+                     "sig": "1500 mg by mouth twice daily, days 1-14 of each 21-day cycle"},
+    "simvastatin": {"code": "198211", "display": "simvastatin 40 MG Oral Tablet",
+                    "text": "simvastatin 40 mg tablet", "dose": 40,
+                    "sig": "40 mg by mouth once daily in the evening"},
+    "codeine": {"code": "2670", "display": "codeine",
+                "text": "codeine phosphate 30 mg tablet", "dose": 30, "per_day": 4,
+                "sig": "30 mg by mouth every 6 hours as needed for pain"},
+    "tramadol": {"code": "835603", "display": "tramadol hydrochloride 50 MG Oral Tablet",
+                 "text": "tramadol hydrochloride 50 mg tablet", "dose": 50, "per_day": 4,
+                 "sig": "50 mg by mouth every 6 hours as needed for pain"},
 }
 
 #: slug -> (draft drug, hooks to build). order-select only where the brief asks for it.
@@ -73,6 +123,28 @@ PATIENT_ORDERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "liu-yang-nsclc-egfr-untested": ("osimertinib", ("order-sign",)),
     "zhao-min-nsclc-egfr-l858r": ("osimertinib", ("order-sign",)),
     "sun-hao-epilepsy-hla-untested": ("carbamazepine", ("order-sign",)),
+    # Coverage and companion-diagnostic examples (rules/coverage/, rules/cdx/)
+    "zhou-lei-t2dm-glp1-no-metformin": ("semaglutide", ("order-sign",)),
+    "wu-xia-gerd-esomeprazole": ("esomeprazole", ("order-sign",)),
+    "ma-jun-hyperlipidaemia-lipitor": ("lipitor", ("order-sign",)),
+    "he-ping-crc-kras-g12d": ("cetuximab", ("order-sign",)),
+    "emily-clark-nsclc-alk-us": ("alectinib", ("order-sign",)),
+    # Pharmacogenomic examples (rules/pgx/)
+    "wu-lei-dvt-warfarin-vkorc1-only": ("warfarin-ingredient", ("order-sign",)),
+    "huang-mei-af-warfarin-untested": ("warfarin-ingredient", ("order-sign",)),
+    "zhou-qiang-valve-warfarin-no-height": ("warfarin-ingredient", ("order-sign",)),
+    "lin-xiao-epilepsy-hla-b1502-positive": ("carbamazepine", ("order-sign",)),
+    "he-jun-trigeminal-neuralgia-hla-b1502-negative": ("oxcarbazepine", ("order-sign",)),
+    "guo-ming-gout-hla-b5801-positive": ("allopurinol", ("order-sign",)),
+    "ma-li-gout-allopurinol-untested": ("allopurinol", ("order-sign",)),
+    "xu-ting-crohn-nudt15-im": ("azathioprine", ("order-sign",)),
+    "deng-hao-all-tpmt-pm": ("mercaptopurine", ("order-sign",)),
+    "yang-lin-colitis-thiopurine-untested": ("azathioprine", ("order-sign",)),
+    "qian-wei-colon-cancer-dpyd-im": ("capecitabine", ("order-sign",)),
+    "song-jia-rectal-cancer-dpyd-untested": ("capecitabine", ("order-sign",)),
+    "feng-bo-hypercholesterolaemia-slco1b1-decreased": ("simvastatin", ("order-sign",)),
+    "tang-yu-acute-pain-cyp2d6-um": ("codeine", ("order-sign",)),
+    "luo-fang-back-pain-cyp2d6-pm": ("tramadol", ("order-sign",)),
 }
 
 PREFETCH_KEYS = ("patient", "medications", "conditions", "procedures", "observations", "bodyMeasures", "coverage")
@@ -198,7 +270,7 @@ def draft_order(slug: str, drug: str, *, priority: str | None = None) -> dict[st
         order["priority"] = priority
     order.update({
         "medicationCodeableConcept": {
-            "coding": [{"system": RXNORM, "code": spec["code"], "display": spec["display"]}],
+            "coding": [{"system": spec.get("system", RXNORM), "code": spec["code"], "display": spec["display"]}],
             "text": spec["text"],
         },
         "subject": {"reference": f"Patient/{slug}"},
@@ -208,15 +280,19 @@ def draft_order(slug: str, drug: str, *, priority: str | None = None) -> dict[st
         "dosageInstruction": [{
             "sequence": 1,
             "text": spec["sig"],
-            "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
-            "route": {"coding": [{"system": SNOMED, "code": "26643006", "display": "Oral route"}]},
-            "doseAndRate": [{"doseQuantity": {"value": spec["dose"], "unit": "mg", "system": UCUM, "code": "mg"}}],
+            "timing": {"repeat": {"frequency": spec.get("per_day", 1), "period": 1, "periodUnit": spec.get("period_unit", "d")}},
+            "route": {"coding": [{"system": SNOMED, "code": spec.get("route", ("26643006", "Oral route"))[0],
+                                  "display": spec.get("route", ("26643006", "Oral route"))[1]}]},
+            "doseAndRate": [{"doseQuantity": {"value": spec.get("dose", 0), "unit": "mg", "system": UCUM, "code": "mg"}}],
         }],
         "dispenseRequest": {
-            "quantity": {"value": 30, "unit": "tablet", "system": UCUM, "code": "{tbl}"},
-            "expectedSupplyDuration": {"value": 30, "unit": "days", "system": UCUM, "code": "d"},
+            "quantity": {"value": spec.get("quantity", 30), "unit": spec.get("unit", "tablet"), "system": UCUM,
+                         "code": spec.get("unit_code", "{tbl}")},
+            "expectedSupplyDuration": {"value": spec.get("days", 30), "unit": "days", "system": UCUM, "code": "d"},
         },
     })
+    if "dose" not in spec:  # dosed per protocol (e.g. by body surface area): no fixed dose on the draft
+        del order["dosageInstruction"][0]["doseAndRate"]
     return order
 
 
@@ -344,6 +420,7 @@ def all_requests() -> dict[str, dict[str, Any]]:
             out[name] = req
     for slug, hook, variant in (
         ("zhao-min-nsclc-egfr-l858r", "order-sign", "stat"),
+        ("liu-yang-nsclc-egfr-untested", "order-sign", "stat"),
         ("li-na-nstemi-untested", "order-sign", "no-prefetch"),
     ):
         name, req = build_request(slug, hook, variant)

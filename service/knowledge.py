@@ -72,6 +72,8 @@ class Knowledge:
     glossary: dict[str, dict[str, str]] = field(default_factory=dict)
     genetic_tests: dict[str, GeneticTest] = field(default_factory=dict)
     pgx: Any = None  # service.facts.pgx.PgxTables, when knowledge/pgx exists
+    formularies: Any = None  # service.formulary.Formularies, from knowledge/formularies
+    cdx: Any = None  # service.formulary.CompanionDiagnostics, from knowledge/cdx
     extra: dict[str, Any] = field(default_factory=dict)  # other tables by kind
     files: dict[str, str] = field(default_factory=dict)  # relative path -> version
 
@@ -114,7 +116,8 @@ def load_knowledge(root: Path) -> Knowledge:
         raise PackError([Problem(str(root), 1, 1, "knowledge directory not found", check="knowledge")])
     for path in sorted(root.rglob("*.yaml")):
         rel = str(path.relative_to(root.parent)) if root.parent != path else str(path)
-        if path.parent.name == "pgx" or "formularies" in path.parts or path.name.endswith(".test.yaml"):
+        top = path.relative_to(root).parts[0]
+        if path.parent.name == "pgx" or top in ("formularies", "cdx") or path.name.endswith(".test.yaml"):
             continue  # loaded by their own loaders below
         try:
             doc = load_yaml(path, rel)
@@ -140,6 +143,16 @@ def load_knowledge(root: Path) -> Knowledge:
             knowledge.pgx = load_pgx_tables(pgx_dir)
         except PackError as exc:
             problems.extend(exc.problems)
+    if not problems:
+        # After drugs and value sets, which formularies and companion-diagnostic tables refer to.
+        from .formulary import load_cdx, load_formularies
+
+        if (root / "cdx").is_dir():
+            knowledge.cdx, found = load_cdx(root / "cdx", knowledge, root.parent)
+            problems.extend(found)
+        if (root / "formularies").is_dir():
+            knowledge.formularies, found = load_formularies(root / "formularies", knowledge, root.parent)
+            problems.extend(found)
     if problems:
         raise PackError(problems)
     return knowledge

@@ -76,7 +76,8 @@ def fired(ruleset: Any, patient: str = "zhang-wei-acs-cyp2c19-pm", orders: list[
         ("{diagnosis: {codes: [icd10:I63*]}}", False),
         ("{diagnosis: {codes: [icd10:I21*], within_days: 30}}", True),
         ("{procedure: {codes: [snomed:415070008]}}", True),
-        ("{medication: {codes: [atc:C10AA*], active: true}}", False),  # atorvastatin's ATC is not in the demo drug table
+        ("{medication: {codes: [atc:C10AA*], active: true}}", True),   # atorvastatin -> C10AA05 (knowledge/drugs/statins.yaml)
+        ("{medication: {codes: [atc:C09*], active: true}}", False),    # no angiotensin agent on file
         ("{medication: {codes: [rxnorm:617311]}}", True),
         ("{lab: {code: loinc:22748-8, value: {gt: 3.0}}}", True),
         ("{lab: {code: loinc:22748-8, value: {gt: 5.0}}}", False),

@@ -11,6 +11,7 @@ import json
 import logging
 import socket
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -59,8 +60,10 @@ def other_key() -> SigningKey:
     return ec_key("ec-384", "ES384")
 
 
-@pytest.fixture
-def auth_app(tmp_path: Path, es384: SigningKey, rs384: SigningKey) -> Iterator[Any]:
+@pytest.fixture(scope="module")
+def auth_app(tmp_path_factory: pytest.TempPathFactory, es384: SigningKey, rs384: SigningKey) -> Iterator[Any]:
+    """One app for the module (creating one loads every pack); each token has its own jti."""
+    tmp_path = tmp_path_factory.mktemp("auth")
     write_jwks(tmp_path / "keys" / "ehr.jwks.json", es384, rs384)
     config = write_auth_config(
         tmp_path / "auth.toml",
@@ -446,3 +449,32 @@ def test_cors_other_origins_get_no_cors_headers(client: Any, es384: SigningKey, 
     r = client.get(DISCOVERY, headers={"Origin": origin, **bearer(token(es384, DISCOVERY))})
     assert r.status_code == 200
     assert "Access-Control-Allow-Origin" not in r.headers
+
+
+def test_short_rsa_keys_are_refused(tmp_path: Path) -> None:
+    weak = rsa_key("rsa-1024", "RS384", bits=1024)
+    write_jwks(tmp_path / "weak.json", weak)
+    app = _url_app(tmp_path, {"iss": ISSUER, "jwks_file": "weak.json"})
+    with warnings.catch_warnings():  # PyJWT warns when *signing* with a short key; the test wants that token
+        warnings.simplefilter("ignore")
+        weak_token = token(weak, DISCOVERY)
+    try:
+        assert_refused(app.test_client().get(DISCOVERY, headers=bearer(weak_token)))
+    finally:
+        close_app(app)
+
+
+def test_wrong_curve_for_the_algorithm_is_refused(tmp_path: Path) -> None:
+    p256 = ec_key("p256", "ES256")
+    write_jwks(tmp_path / "k.json", p256)
+    app = _url_app(tmp_path, {"iss": ISSUER, "jwks_file": "k.json"})
+    try:
+        client = app.test_client()
+        assert client.get(DISCOVERY, headers=bearer(token(p256, DISCOVERY))).status_code == 200  # ES256 is accepted
+        # The P-256 key claimed for ES384: refused (even before any signature maths).
+        forged = p256.public_jwk | {"alg": "ES384"}
+        (tmp_path / "k.json").write_text(json.dumps({"keys": [forged]}), encoding="utf-8")
+        tok = unsigned_token({"alg": "ES384", "typ": "JWT", "kid": "p256"}, claims(DISCOVERY), secret=b"x")
+        assert_refused(client.get(DISCOVERY, headers=bearer(tok)))
+    finally:
+        close_app(app)

@@ -263,14 +263,20 @@ class JwksFile:
     def _load(self) -> None:
         try:
             st = self.path.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
-            if stamp == self._stamp:
-                return
+            stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp  # warn once per change, not once per request
+        try:
+            if stamp is None:
+                raise FileNotFoundError(str(self.path))
             keys = _parse_jwks(json.loads(self.path.read_text(encoding="utf-8")))
         except (OSError, ValueError) as exc:
             log.warning("JWKS file %s unreadable (%s); keeping %d known keys", self.path, type(exc).__name__, len(self._keys))
             return
-        self._keys, self._stamp = keys, stamp
+        self._keys = keys
 
     def key_for(self, kid: str) -> dict[str, Any] | None:
         with self._lock:

@@ -46,10 +46,30 @@ def _warfarin(ctx: EvalContext) -> dict[str, Any]:
         "missing": missing,
         "has_dose": "yes" if est.weekly_mg is not None else "",
         "strength": est.strength,
-        "inputs": "; ".join(f"{k}: {v}" for k, v in est.inputs_used.items()),
+        "inputs": _describe_inputs(inputs, est.unknown_terms),
         "adjustments": "; ".join(est.adjustments),
         "notes": " ".join(est.notes),
     }
+
+
+def _describe_inputs(i: warfarin.WarfarinInputs, unknown_terms: list[str]) -> str:
+    """The inputs as a physician reads them (what is missing says 'not on file')."""
+    def num(value: float | None, unit: str) -> str:
+        return f"{value:g} {unit}" if value is not None else "not on file"
+
+    vkorc1 = {"GG": "G/G", "AG": "A/G", "AA": "A/A"}.get(i.vkorc1_genotype or "", "not on file")
+    parts = [
+        f"age {num(i.age_years, 'y')}",
+        f"height {num(round(i.height_cm, 1) if i.height_cm else None, 'cm')}",
+        f"weight {num(round(i.weight_kg, 1) if i.weight_kg else None, 'kg')}",
+        f"CYP2C9 {i.cyp2c9_diplotype or 'not on file'}"
+        + (" (IWPC 'unknown' term used)" if "CYP2C9 unknown" in unknown_terms else ""),
+        f"VKORC1 -1639 {vkorc1}" + (" (IWPC 'unknown' term used)" if "VKORC1 unknown" in unknown_terms else ""),
+        f"race {i.race or 'missing or mixed'}",
+        f"amiodarone {'yes' if i.amiodarone else 'no'}",
+        f"enzyme inducer {'yes' if i.enzyme_inducer else 'no'}",
+    ]
+    return ", ".join(parts)
 
 
 def _alleles(genotype: str) -> str:

@@ -25,6 +25,12 @@ from ..engine.ruleset import SuggestionSpec
 OVERRIDE_REASON_SYSTEM = "urn:precision-cds:override-reason"
 RULE_TOPIC_SYSTEM = "urn:precision-cds:rule"
 CARD_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
+#: Order priorities for which coverage, cost and paperwork cards are shown as info at most (design §4).
+URGENT_PRIORITIES = frozenset({"stat", "asap", "urgent"})
+_URGENT_NOTE = {
+    "en": "**Urgent order:** coverage information only; do not delay treatment for it.",
+    "zh-CN": "**紧急医嘱：** 以下医保信息仅供参考，请勿因此延误治疗。",
+}
 
 UuidFactory = Callable[[], str]
 
@@ -58,10 +64,12 @@ class CardRenderer:
         values = self._values(firing, locale)
         translate = lambda t: self.knowledge.translate(t, locale)  # noqa: E731
         summary = templates.render(_text(spec.summary, locale), values, translate)
+        # Coverage never delays urgent treatment: such cards are at most info (clinical cards unchanged).
+        demoted = spec.category == "coverage" and (firing.order.priority or "routine") in URGENT_PRIORITIES
         card: dict[str, Any] = {
             "uuid": self.uuids(),
             "summary": summary if len(summary) < 140 else summary[:136] + "...",
-            "indicator": spec.indicator,
+            "indicator": "info" if demoted else spec.indicator,
             "source": {
                 "label": spec.source.label,
                 "url": spec.source.url,
@@ -72,9 +80,17 @@ class CardRenderer:
             strength=spec.strength, label=spec.source.citation or spec.source.label, url=spec.source.url
         )
         detail = templates.render(_text(spec.detail, locale), values, translate) if spec.detail else ""
+        if demoted:
+            detail = f"{_URGENT_NOTE.get(locale, _URGENT_NOTE['en'])}\n\n{detail.strip()}"
         card["detail"] = f"{detail.strip()}\n\n{footer}" if detail.strip() else footer
-        suggestions = [self._suggestion(s, firing, locale) for s in firing.suggestions]
-        suggestions = [s for s in suggestions if s is not None]
+        suggestions: list[dict[str, Any]] = []
+        for s in firing.suggestions:
+            if s.action == "formulary_alternatives":
+                suggestions.extend(self._alternatives(s, firing, locale))
+            else:
+                made = self._suggestion(s, firing, locale)
+                if made is not None:
+                    suggestions.append(made)
         if suggestions:
             card["suggestions"] = suggestions
             card["selectionBehavior"] = spec.selection
@@ -103,7 +119,11 @@ class CardRenderer:
         return {"system": RULE_TOPIC_SYSTEM, "code": firing.rule.id, "display": firing.rule.title}
 
     def _values(self, firing: Firing, locale: str) -> dict[str, Any]:
-        values: dict[str, Any] = dict(firing.bindings)
+        # Conditions bind localised text as {"en": ..., "zh-CN": ...}; pick the request's locale.
+        values: dict[str, Any] = {
+            k: (_text(v, locale) if isinstance(v, dict) and "en" in v and not k.startswith("_") else v)
+            for k, v in firing.bindings.items()
+        }
         order = firing.order
         drug = self._order_drug(order)
         values["order.display"] = order.display or ""
@@ -142,12 +162,104 @@ class CardRenderer:
         elif spec.action == "change_dose":
             text = templates.render(_text(spec.params["text"], locale), values)
             actions = [self._update_dose(order, text, locale)]
+        elif spec.action == "formulary_step_therapy":
+            assessment = firing.bindings.get("_formulary")
+            drug = self.knowledge.drug(assessment.step_drug) if assessment is not None and assessment.step_drug else None
+            if drug is None or drug.default_product is None:
+                return None
+            actions = [self._delete(order, locale), self._create_medication(order, drug, locale)]
+        elif spec.action == "add_cdx_test":
+            tests = self._cdx_tests(firing)
+            if not tests:
+                return None
+            actions = [self._create_service_request(order, code, _text(display, locale), locale) for code, display in tests]
+        elif spec.action == "change_quantity":
+            assessment = firing.bindings.get("_formulary")
+            if assessment is None or assessment.allowed is None or not assessment.over_limit:
+                return None
+            actions = [self._update_quantity(order, assessment.allowed, locale)]
         else:  # pragma: no cover - the schema allows no other action
             return None
         suggestion: dict[str, Any] = {"label": label, "uuid": self.uuids(), "actions": actions}
         if spec.recommended:
             suggestion["isRecommended"] = True
         return suggestion
+
+    @staticmethod
+    def _cdx_tests(firing: Firing) -> list[tuple[str, dict[str, str]]]:
+        """The test(s) to order: from the companion_diagnostic condition, else the formulary restriction."""
+        tests = firing.bindings.get("_cdx_tests")
+        if tests:
+            return list(tests)
+        assessment = firing.bindings.get("_formulary")
+        out: list[tuple[str, dict[str, str]]] = []
+        for outcome in getattr(assessment, "outcomes", ()):
+            if outcome.met is False:
+                out.extend(t for t in outcome.tests if t[0] not in [o[0] for o in out])
+        return out
+
+    def _alternatives(self, spec: SuggestionSpec, firing: Firing, locale: str) -> list[dict[str, Any]]:
+        """Da Vinci CRD "propose alternate request": one delete + create suggestion per covered alternative."""
+        assessment = firing.bindings.get("_formulary")
+        if assessment is None:
+            return []
+        values = self._values(firing, locale)
+        plan = assessment.plan
+        out: list[dict[str, Any]] = []
+        for alt in assessment.alternatives:
+            cost = plan.money(alt.cost, locale)
+            alt_values = {
+                **values,
+                "alternative.drug": _text(alt.name, locale),
+                "alternative.product": alt.product.display,
+                "alternative.tier": _text(plan.tier_display(alt.item.tier), locale),
+                "alternative.patient_cost": _text(cost, locale) if isinstance(cost, dict) else cost,
+                "alternative.preferred": ("preferred" if locale == "en" else "优选") if alt.preferred else "",
+            }
+            label = templates.render(_text(spec.label, locale), alt_values, lambda t: self.knowledge.translate(t, locale))
+            suggestion: dict[str, Any] = {
+                "label": label,
+                "uuid": self.uuids(),
+                "actions": [self._delete(firing.order, locale), self._create_product(firing.order, alt, locale)],
+            }
+            if alt.preferred and not out:
+                suggestion["isRecommended"] = True
+            out.append(suggestion)
+        return out
+
+    def _create_product(self, order: DraftOrder, alt: Any, locale: str) -> dict[str, Any]:
+        """The alternative as a new draft; dose and supply are kept only for the same ingredient."""
+        product = alt.product
+        draft = order.resource
+        resource: dict[str, Any] = {
+            "resourceType": "MedicationRequest",
+            "id": self.uuids(),
+            "status": "draft",
+            "intent": draft.get("intent", "order") if isinstance(draft.get("intent"), str) else "order",
+            "medicationCodeableConcept": {"coding": [_coding(product.code, product.display)], "text": product.display},
+        }
+        keep = ("subject", "encounter", "requester", "reasonCode", "reasonReference", "priority", "authoredOn")
+        if alt.same_ingredient:
+            keep += ("dosageInstruction", "dispenseRequest")
+        for key in keep:
+            if key in draft:
+                resource[key] = copy.deepcopy(draft[key])
+        MedicationRequest.model_validate(resource)
+        name = _text(alt.name, locale)
+        description = f"Order {name} ({product.display})" if locale == "en" else f"开具 {name}（{product.display}）"
+        return {"type": "create", "description": description, "resource": resource}
+
+    def _update_quantity(self, order: DraftOrder, quantity: float, locale: str) -> dict[str, Any]:
+        resource = copy.deepcopy(order.resource)
+        dispense = resource.setdefault("dispenseRequest", {})
+        amount = dict(dispense.get("quantity") or {})
+        amount["value"] = int(quantity) if float(quantity).is_integer() else quantity
+        dispense["quantity"] = amount
+        MedicationRequest.model_validate(resource)
+        shown = f"{amount['value']} {amount.get('unit', '')}".strip()
+        description = (f"Change the dispense quantity to {shown} (plan quantity limit)" if locale == "en"
+                       else f"将发药数量改为 {shown}（医保限量）")
+        return {"type": "update", "description": description, "resource": resource}
 
     def _delete(self, order: DraftOrder, locale: str) -> dict[str, Any]:
         what = order.display or order.resource_type

@@ -24,12 +24,25 @@ from ..errors import PackError, Problem
 from ..facts.model import DraftOrder
 from ..knowledge import Knowledge, load_knowledge
 from ..yamlsrc import LocatedDict, load_yaml, locate, plain
+from . import coverage as _coverage  # noqa: F401  (registers formulary / companion_diagnostic / test_order)
 from .conditions import CompileError, Condition, compile_condition
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "rule-pack.schema.json"
 LOCALES = ("en", "zh-CN")
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 SUMMARY_LIMIT = 140
+#: Suggestion actions, in the order the schema's oneOf lists them.
+ACTIONS = (
+    "replace_order_with", "add_test", "add_order", "change_dose", "delete_order",
+    "formulary_alternatives", "formulary_step_therapy", "add_cdx_test", "change_quantity",
+)
+#: Actions that act on what a condition found: the rule must have that condition (its bound names).
+ACTION_NEEDS = {
+    "formulary_alternatives": ("formulary",),
+    "formulary_step_therapy": ("formulary",),
+    "change_quantity": ("formulary",),
+    "add_cdx_test": ("cdx", "formulary"),
+}
 
 
 @lru_cache(maxsize=1)
@@ -72,7 +85,7 @@ class Pack:
 class SuggestionSpec:
     label: dict[str, str]
     recommended: bool
-    action: str  # replace_order_with | add_test | add_order | change_dose | delete_order
+    action: str  # one of ACTIONS
     params: Any
     when: Condition | None
     unless: Condition | None
@@ -90,6 +103,7 @@ class CardSpec:
     suggestions: tuple[SuggestionSpec, ...]
     override_reasons: tuple[dict[str, Any], ...]
     links: tuple[dict[str, Any], ...]
+    category: str = "clinical"  # clinical | coverage (coverage cards are demoted to info for urgent orders)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +335,14 @@ def _compile_rule(
             for cond in (sug.when, sug.unless):
                 if cond is not None:
                     bound |= cond.bound_names()
+        for i, sug in enumerate(card.suggestions):
+            needs = ACTION_NEEDS.get(sug.action)
+            if needs and not any(templates.is_bound(f"{head}.x", bound) for head in needs):
+                out.add(name, doc, [*base, "card", "suggestions", i, sug.action],
+                        f"suggestion '{sug.action}' needs a {' or '.join(n.replace('cdx', 'companion_diagnostic') for n in needs)} "
+                        "condition in this rule's 'when'", "unknown-reference")
+            if sug.action == "formulary_alternatives":
+                bound = bound | {"alternative.*"}
         _check_texts(spec["card"], card, bound, [*base, "card"], doc, name, knowledge, out)
     if len(out.problems) != before and any(p.severity == "error" for p in out.problems[before:]):
         return None
@@ -353,7 +375,7 @@ def _compile_card(
     suggestions: list[SuggestionSpec] = []
     for i, sug in enumerate(spec.get("suggestions", [])):
         where = [*base, "suggestions", i]
-        action = next(k for k in ("replace_order_with", "add_test", "add_order", "change_dose", "delete_order") if k in sug)
+        action = next(k for k in ACTIONS if k in sug)
         params = plain(sug[action])
         if action == "replace_order_with" and knowledge.drug(params) is None:
             out.add(name, doc, [*where, action], f"drug {params} is not in knowledge/drugs.yaml", "unknown-reference")
@@ -377,6 +399,10 @@ def _compile_card(
                     ok = False
         suggestions.append(SuggestionSpec(dict(sug["label"]), bool(sug.get("recommended", False)), action, params, conds["when"], conds["unless"]))
     selection = spec.get("selection", "at-most-one")
+    category = spec.get("category", "clinical")
+    if category == "coverage" and spec["indicator"] == "critical":
+        out.add(name, doc, [*base, "indicator"], "a coverage card is at most 'warning' (coverage never blocks an order; Da Vinci CRD)", "cds-invariant")
+        ok = False
     if selection == "at-most-one" and sum(s.recommended for s in suggestions) > 1:
         out.add(name, doc, [*base, "suggestions"], "more than one recommended suggestion with selection at-most-one (cds-resp-1)", "cds-invariant")
         ok = False
@@ -393,6 +419,7 @@ def _compile_card(
         suggestions=tuple(suggestions),
         override_reasons=tuple(plain(spec.get("override_reasons", []))),
         links=tuple(plain(spec.get("links", []))),
+        category=category,
     )
 
 
