@@ -53,7 +53,7 @@ def run_hook(
     firings = evaluate(ruleset, request.hook, orders, patient, CALCULATORS, traces)
     if already_shown is not None:
         firings = [f for f in firings if not already_shown(f)]
-    renderer = CardRenderer(knowledge, uuids)
+    renderer = CardRenderer(knowledge, uuids, request.patient_id)
     cards: list[tuple[Firing, dict[str, Any]]] = []
     dropped: list[str] = []
     for firing in firings:

@@ -436,11 +436,6 @@ def test_ten_thousand_entry_prefetch_genotype_first(live: Live) -> None:
     assert time.monotonic() - started < REQUEST_TIMEOUT
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "service/fhir/prefetch.py:_collect (max_entries=5000) and gather()'s total budget truncate a prefetch "
-    "Bundle but keep the key as 'prefetch' with only a note, so a genotype after entry 5000 is silently "
-    "dropped and the answer is 'No CYP2C19 result on file' for a CYP2C19 poor metabolizer. A required "
-    "key that was truncated should be a 412 (or not truncated). Remove this mark when fixed."))
 def test_ten_thousand_entry_prefetch_genotype_last(live: Live) -> None:
     """The genotype after 10,000 other results: the answer must still use it (or admit it cannot: 412)."""
     body = _seed(live)
@@ -469,12 +464,9 @@ def test_nan_and_huge_numbers_inside_a_valid_request(live: Live) -> None:
         assert_sane(post_raw(live, odd.encode()))
 
 
-# -- known 500s and silently dropped cards found by the fuzzer (owners: see the reasons) -------------
+# -- regressions: 500s and silently dropped cards the fuzzer once found ---------------------------
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "500: service/facts/builder.py:106 `res.get('status') not in _FINAL_OBSERVATION` raises TypeError "
-    "(unhashable) when a prefetch Observation's status is a list or object. Remove this mark when fixed."))
 @pytest.mark.parametrize("status", [[], {}, ["final"]])
 def test_observation_status_of_the_wrong_type_is_not_a_500(live: Live, status: Any) -> None:
     body = _seed(live)
@@ -482,11 +474,6 @@ def test_observation_status_of_the_wrong_type_is_not_a_500(live: Live, status: A
     assert_sane(post_raw(live, serialise(body)), (200, 400, 412))
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "500: service/cards/render.py _create_medication (MedicationRequest.model_validate, ~line 287) raises "
-    "pydantic ValidationError when the draft has no `subject` (sandbox-style bare drafts, which "
-    "hooks/request.py _lenient accepts); _update_dose (~line 315) likewise when the draft has no `status`. "
-    "Remove this mark when fixed."))
 def test_bare_sandbox_draft_is_answered_with_the_card(live: Live) -> None:
     body = _seed(live)
     draft = body["context"]["draftOrders"]["entry"][0]["resource"]
@@ -495,10 +482,6 @@ def test_bare_sandbox_draft_is_answered_with_the_card(live: Live) -> None:
     assert [c["source"]["topic"]["code"] for c in _cards(live, body)] == ["clopidogrel-cyp2c19-acs-pci-poor"]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "Wrong answer: service/cards/render.py copies draft fields verbatim into suggested resources; a null or "
-    "empty draft `subject`/`encounter`/`requester` makes card_violations fail and service/pipeline.py "
-    "(~line 61) drops the WHOLE card, so the poor-metabolizer warning silently disappears. Remove when fixed."))
 @pytest.mark.parametrize("field,value", [("subject", None), ("subject", {}), ("encounter", None), ("requester", {})])
 def test_empty_draft_fields_do_not_drop_the_warning(live: Live, field: str, value: Any) -> None:
     body = _seed(live)

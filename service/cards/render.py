@@ -10,17 +10,21 @@ with one click.
 from __future__ import annotations
 
 import copy
+import logging
 import uuid
 from typing import Any, Callable
 
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.servicerequest import ServiceRequest
+from pydantic import ValidationError
 
 from .. import templates
 from ..facts.model import ALIAS_SYSTEMS, DraftOrder
 from ..knowledge import Knowledge
 from ..engine.evaluate import Firing
 from ..engine.ruleset import SuggestionSpec
+
+log = logging.getLogger(__name__)
 
 OVERRIDE_REASON_SYSTEM = "urn:precision-cds:override-reason"
 RULE_TOPIC_SYSTEM = "urn:precision-cds:rule"
@@ -44,6 +48,25 @@ def _text(value: dict[str, str], locale: str) -> str:
     return value.get(locale) or value["en"]
 
 
+_SHAPES: dict[str, type] = {
+    "subject": dict, "encounter": dict, "requester": dict, "reasonCode": list, "reasonReference": list,
+    "priority": str, "authoredOn": str, "dosageInstruction": list, "dispenseRequest": dict,
+}
+
+
+def _present(value: Any) -> bool:
+    return value not in (None, "", [], {})
+
+
+def _draft_fields(draft: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """Fields worth carrying from the draft into a new order: present and of the right JSON shape.
+
+    Drafts from real clients are sparse or odd (null, {} or a string where an object
+    belongs); copying those verbatim would make the created resource invalid.
+    """
+    return {k: copy.deepcopy(draft[k]) for k in keys if isinstance(draft.get(k), _SHAPES.get(k, object)) and _present(draft[k])}
+
+
 def _coding(key: str, display: str | None = None) -> dict[str, str]:
     system, _, code = key.partition(":")
     coding = {"system": ALIAS_SYSTEMS.get(system, system), "code": code}
@@ -55,9 +78,26 @@ def _coding(key: str, display: str | None = None) -> dict[str, str]:
 class CardRenderer:
     """Builds card JSON; one instance per rule set (it holds the knowledge base)."""
 
-    def __init__(self, knowledge: Knowledge, uuids: UuidFactory | None = None) -> None:
+    def __init__(self, knowledge: Knowledge, uuids: UuidFactory | None = None, patient_id: str | None = None) -> None:
         self.knowledge = knowledge
         self.uuids = uuids or (lambda: str(uuid.uuid4()))
+        self.patient_ref = {"reference": f"Patient/{patient_id or 'unknown'}"}
+
+    def _subject(self, draft: dict[str, Any]) -> dict[str, Any]:
+        subject = draft.get("subject")
+        if isinstance(subject, dict) and isinstance(subject.get("reference"), str) and subject["reference"]:
+            return copy.deepcopy(subject)
+        return dict(self.patient_ref)
+
+    def _updatable(self, order: DraftOrder) -> dict[str, Any]:
+        """A copy of the draft that is a valid MedicationRequest to `update` (sparse drafts filled in)."""
+        resource = {k: copy.deepcopy(v) for k, v in order.resource.items() if _present(v)}
+        if not isinstance(resource.get("status"), str):
+            resource["status"] = "draft"
+        if not isinstance(resource.get("intent"), str):
+            resource["intent"] = "order"
+        resource["subject"] = self._subject(order.resource)
+        return resource
 
     def render(self, firing: Firing, locale: str) -> dict[str, Any]:
         spec = firing.rule.card
@@ -142,6 +182,14 @@ class CardRenderer:
 
     # -- suggestions -----------------------------------------------------------
     def _suggestion(self, spec: SuggestionSpec, firing: Firing, locale: str) -> dict[str, Any] | None:
+        """One suggestion; if the draft is too odd to build a valid resource from, only it is dropped."""
+        try:
+            return self._build_suggestion(spec, firing, locale)
+        except (ValidationError, ValueError, TypeError, KeyError) as exc:
+            log.warning("suggestion of rule %s dropped: %s", firing.rule.id, type(exc).__name__)
+            return None
+
+    def _build_suggestion(self, spec: SuggestionSpec, firing: Firing, locale: str) -> dict[str, Any] | None:
         values = self._values(firing, locale)
         label = templates.render(_text(spec.label, locale), values, lambda t: self.knowledge.translate(t, locale))
         order = firing.order
@@ -238,19 +286,18 @@ class CardRenderer:
             "intent": draft.get("intent", "order") if isinstance(draft.get("intent"), str) else "order",
             "medicationCodeableConcept": {"coding": [_coding(product.code, product.display)], "text": product.display},
         }
-        keep = ("subject", "encounter", "requester", "reasonCode", "reasonReference", "priority", "authoredOn")
+        keep = ("encounter", "requester", "reasonCode", "reasonReference", "priority", "authoredOn")
         if alt.same_ingredient:
             keep += ("dosageInstruction", "dispenseRequest")
-        for key in keep:
-            if key in draft:
-                resource[key] = copy.deepcopy(draft[key])
+        resource["subject"] = self._subject(draft)
+        resource.update(_draft_fields(draft, keep))
         MedicationRequest.model_validate(resource)
         name = _text(alt.name, locale)
         description = f"Order {name} ({product.display})" if locale == "en" else f"开具 {name}（{product.display}）"
         return {"type": "create", "description": description, "resource": resource}
 
     def _update_quantity(self, order: DraftOrder, quantity: float, locale: str) -> dict[str, Any]:
-        resource = copy.deepcopy(order.resource)
+        resource = self._updatable(order)
         dispense = resource.setdefault("dispenseRequest", {})
         amount = dict(dispense.get("quantity") or {})
         amount["value"] = int(quantity) if float(quantity).is_integer() else quantity
@@ -279,9 +326,8 @@ class CardRenderer:
                 "text": product.display,
             },
         }
-        for key in ("subject", "encounter", "requester", "reasonCode", "reasonReference", "priority", "authoredOn"):
-            if key in draft:
-                resource[key] = copy.deepcopy(draft[key])
+        resource["subject"] = self._subject(draft)
+        resource.update(_draft_fields(draft, ("encounter", "requester", "reasonCode", "reasonReference", "priority", "authoredOn")))
         if product.dosage:
             resource["dosageInstruction"] = [{"text": product.dosage.get("en", "")}]
         MedicationRequest.model_validate(resource)
@@ -300,17 +346,15 @@ class CardRenderer:
             "status": "draft",
             "intent": "order",
             "code": concept,
-            "subject": copy.deepcopy(draft.get("subject", {"reference": "Patient/unknown"})),
+            "subject": self._subject(draft),
         }
-        for key in ("encounter", "requester"):
-            if key in draft:
-                resource[key] = copy.deepcopy(draft[key])
+        resource.update(_draft_fields(draft, ("encounter", "requester")))
         ServiceRequest.model_validate(resource)
         description = f"Order {display}" if locale == "en" else f"开具检查：{display}"
         return {"type": "create", "description": description, "resource": resource}
 
     def _update_dose(self, order: DraftOrder, text: str, locale: str) -> dict[str, Any]:
-        resource = copy.deepcopy(order.resource)
+        resource = self._updatable(order)
         resource["dosageInstruction"] = [{"text": text}]
         MedicationRequest.model_validate(resource)
         description = f"Change the dose: {text}" if locale == "en" else f"调整剂量：{text}"

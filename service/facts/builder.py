@@ -103,7 +103,8 @@ def build_patient_facts(resources: Iterable[dict[str, Any]], knowledge: Knowledg
             if med:
                 facts.medications.append(med)
         elif rtype == "Observation":
-            if res.get("status") not in _FINAL_OBSERVATION:
+            status = res.get("status")
+            if not isinstance(status, str) or status not in _FINAL_OBSERVATION:
                 continue
             observations.append(res)
             lab = _read_lab(res)

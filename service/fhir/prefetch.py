@@ -46,7 +46,7 @@ class FetchSettings:
     total_budget: float = 4.0
     max_pages: int = 5
     max_workers: int = 4
-    max_entries: int = 5000
+    max_entries: int = 50_000
     max_response_bytes: int = 20_000_000
 
 
@@ -63,6 +63,7 @@ class GatheredData:
     resources: dict[str, list[dict]] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)
+    incomplete: set[str] = field(default_factory=set)  # keys cut short by max_pages / max_entries
 
     def all_resources(self) -> list[dict]:
         """Every resource once: several keys (e.g. _include) may return the same one."""
@@ -190,6 +191,7 @@ class _Outcome:
     source: str
     failure: str | None = None
     note: str | None = None
+    incomplete: bool = False  # capped by max_pages / max_entries: some data was not read
 
 
 def _is_bundle(value: Any) -> bool:
@@ -205,12 +207,12 @@ def _collect(first: dict, source: str, client: FhirClient | None, settings: Fetc
     while True:
         if len(resources) >= settings.max_entries:
             return _Outcome(resources[: settings.max_entries], source,
-                            note=f"truncated at {settings.max_entries} entries")
+                            note=f"truncated at {settings.max_entries} entries", incomplete=True)
         url = _next_link(page)
         if url is None:
             return _Outcome(resources, source)
         if pages >= settings.max_pages:
-            return _Outcome(resources, source, note=f"stopped after {settings.max_pages} pages")
+            return _Outcome(resources, source, note=f"stopped after {settings.max_pages} pages", incomplete=True)
         if client is None:
             return _Outcome(resources, "unavailable", failure="next page needs fhirServer")
         try:
@@ -309,9 +311,13 @@ def gather(
         out = outcomes[key]
         resources = out.resources
         notes = [n for n in (out.failure, out.note) if n]
+        incomplete = out.incomplete
         if len(resources) > budget:
             resources = resources[:budget]
             notes.append(f"truncated: over {settings.max_entries} entries in total")
+            incomplete = True
+        if incomplete:
+            data.incomplete.add(key)
         budget -= len(resources)
         source = out.source if out.failure is None else "unavailable"
         if source != "unavailable" and not resources:
@@ -325,6 +331,8 @@ def gather(
               (time.monotonic() - started) * 1000)
 
     for key in templates:
-        if key in required and data.sources[key] == "unavailable":
+        # Advice on part of the data could be wrong (a genotype on the page not read), so a
+        # required key that is unavailable or was cut short is a 412.
+        if key in required and (data.sources[key] == "unavailable" or key in data.incomplete):
             raise PatientDataUnavailable(key, data.problems.get(key, "unavailable"))
     return data
