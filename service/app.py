@@ -18,6 +18,7 @@ from typing import Any, Mapping
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from .api import security
 from .api.discovery import SERVICES
 from .api.routes import bp
 from .config import Settings, load_settings
@@ -66,7 +67,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     _install_sighup(holder)
     app.register_blueprint(bp)
     _register_error_handlers(app)
-    _init_security(app, settings)
+    security.init_app(app, settings)  # CDS Hooks JWT authentication, CORS, /openapi.yaml
 
     @app.after_request
     def security_headers(response: Response) -> Response:
@@ -82,15 +83,6 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         (time.perf_counter() - started) * 1000,
     )
     return app
-
-
-def _init_security(app: Flask, settings: Settings) -> None:
-    """Authentication (CDS Hooks JWT), CORS and request limits live in service/api/security.py."""
-    try:
-        from .api import security
-    except ImportError:  # pragma: no cover - module not present in minimal builds
-        return
-    security.init_app(app, settings)
 
 
 def _install_sighup(holder: RuleSetHolder) -> None:

@@ -64,6 +64,12 @@ def status(marker: str, *observations: dict[str, Any], percent_min: float | None
         ("egfr-sensitising", [variant("EGFR", "p.Thr790Met")], "negative"),
         ("egfr-sensitising", [variant("EGFR", None)], "missing"),  # a variant present but not named
         ("egfr-sensitising", [variant("KRAS", "p.Leu858Arg", hgnc="HGNC:6407")], "missing"),  # another gene
+        ("egfr-sensitising", [{**variant("", "p.Leu858Arg"), "component": [
+            {"code": {"coding": [{"system": LOINC, "code": "48018-6"}]},
+             "valueCodeableConcept": {"coding": [{"system": "http://www.genenames.org/geneId", "code": "HGNC:3236"}]}},
+            {"code": {"coding": [{"system": LOINC, "code": "48005-3"}]},
+             "valueCodeableConcept": {"coding": [{"system": "http://varnomen.hgvs.org", "code": "NM_005228.5:p.Leu858Arg"}]}}]}],
+         "positive"),  # HGNC id under another system URL, no display; HGVS as a coding
         ("egfr-sensitising", [variant("EGFR", "p.Leu858Arg", status="entered-in-error")], "missing"),
         ("egfr-sensitising", [result("55766-0", **POS)], "positive"),
         ("egfr-sensitising", [result("55766-0", **NEG)], "missing"),  # L858R absent says nothing about exon 19

@@ -44,9 +44,9 @@ def live_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                if requests.get(f"{base}/cds-services", timeout=1).status_code == 200:
+                if requests.get(f"{base}/cds-services", timeout=5).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or still loading packs
                 time.sleep(0.1)
         else:
             raise AssertionError("server did not start: " + (proc.stderr.read(4000).decode() if proc.stderr else ""))

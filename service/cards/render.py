@@ -31,6 +31,8 @@ RULE_TOPIC_SYSTEM = "urn:precision-cds:rule"
 CARD_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
 #: Order priorities for which coverage, cost and paperwork cards are shown as info at most (design §4).
 URGENT_PRIORITIES = frozenset({"stat", "asap", "urgent"})
+#: Suggestions built from coverage / companion-diagnostic findings; a draft that will not validate drops the suggestion, not the card.
+_GUARDED_ACTIONS = frozenset({"formulary_step_therapy", "add_cdx_test", "change_quantity"})
 _URGENT_NOTE = {
     "en": "**Urgent order:** coverage information only; do not delay treatment for it.",
     "zh-CN": "**紧急医嘱：** 以下医保信息仅供参考，请勿因此延误治疗。",
@@ -127,6 +129,13 @@ class CardRenderer:
         for s in firing.suggestions:
             if s.action == "formulary_alternatives":
                 suggestions.extend(self._alternatives(s, firing, locale))
+            elif s.action in _GUARDED_ACTIONS:
+                try:
+                    made = self._suggestion(s, firing, locale)
+                except ValueError:  # pydantic: the draft's own fields do not validate; drop only this suggestion
+                    made = None
+                if made is not None:
+                    suggestions.append(made)
             else:
                 made = self._suggestion(s, firing, locale)
                 if made is not None:
@@ -265,11 +274,11 @@ class CardRenderer:
                 "alternative.preferred": ("preferred" if locale == "en" else "优选") if alt.preferred else "",
             }
             label = templates.render(_text(spec.label, locale), alt_values, lambda t: self.knowledge.translate(t, locale))
-            suggestion: dict[str, Any] = {
-                "label": label,
-                "uuid": self.uuids(),
-                "actions": [self._delete(firing.order, locale), self._create_product(firing.order, alt, locale)],
-            }
+            try:
+                actions = [self._delete(firing.order, locale), self._create_product(firing.order, alt, locale)]
+            except ValueError:  # pydantic: the draft's own fields do not validate; skip this alternative
+                continue
+            suggestion: dict[str, Any] = {"label": label, "uuid": self.uuids(), "actions": actions}
             if alt.preferred and not out:
                 suggestion["isRecommended"] = True
             out.append(suggestion)

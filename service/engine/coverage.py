@@ -20,6 +20,7 @@ documented in `rules/coverage-and-cdx.md`. Localised values are bound as
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -42,6 +43,8 @@ from ..formulary import (
 )
 from ..knowledge import Knowledge, Product
 from .conditions import CompileError, Condition, EvalContext, _compare, register_condition
+
+log = logging.getLogger(__name__)
 
 LOCALES = ("en", "zh-CN")
 VARIANT_OBS = "loinc:69548-6"
@@ -85,6 +88,17 @@ def _fmt(template: LocalText, **values: Any) -> LocalText:
 
 def _date(when: datetime | None) -> str:
     return when.date().isoformat() if when else "?"
+
+
+class _Guarded(Condition):
+    """Client data of any shape must not turn into a 500: an unexpected error means "does not hold"."""
+
+    def check(self, ctx: EvalContext) -> bool:
+        try:
+            return super().check(ctx)
+        except Exception:  # noqa: BLE001 - logged without patient data; the rule simply does not fire
+            log.exception("%s condition failed on this order's data; treated as not holding", self.label)
+            return False
 
 
 def _spec_bool(spec: dict[str, Any], key: str, path: list[str | int]) -> bool | None:
@@ -133,8 +147,11 @@ def _genes(lab: LabResult, marker: Biomarker) -> set[str]:
         if GENE_STUDIED not in comp.codes:
             continue
         for key in comp.coded_value:
-            if key in marker.hgnc:
-                found.add(marker.hgnc[key])
+            for hgnc_key, gene in marker.hgnc.items():
+                hgnc_id = hgnc_key.split(":", 1)[1]  # "HGNC:3236"; any system URL, or the bare number
+                if key == hgnc_key or key.upper().endswith(":" + hgnc_id.upper()) or (
+                        "genenames" in key and key.endswith(":" + hgnc_id.split(":")[1])):
+                    found.add(gene)
         texts = [comp.text or ""] + [c.rsplit(":", 1)[-1] for c in comp.coded_value]
         for gene in marker.genes:
             if any(t.strip().upper() == gene for t in texts):
@@ -363,7 +380,7 @@ def assess_cdx(ctx: EvalContext) -> CdxAssessment | None:
     return CdxAssessment(status, therapies, results)
 
 
-class CompanionDiagnostic(Condition):
+class CompanionDiagnostic(_Guarded):
     """`companion_diagnostic: {result: [missing|negative|positive], biomarker: [...]}`."""
 
     label = "companion_diagnostic"
@@ -625,10 +642,17 @@ def assess_formulary(ctx: EvalContext) -> Assessment | None:
         allowed = allowed_quantity(item.quantity_limit, ctx.order.days_supply)
         over = ctx.order.quantity > allowed
     pa = item.prior_auth is not None and not (item.prior_auth.new_starts_only and continuing)
+    cost = plan.cost(item, quantity, covered)
+    covered_cost = plan.cost(item, quantity, item.status != "not-covered")
+    if over and allowed is not None and cost is not None and covered_cost is not None:
+        # The plan pays up to the limit; the excess is paid by the patient in full.
+        excess = plan.cost(item, quantity - allowed, False) or 0.0
+        cost = (plan.cost(item, allowed, covered) or 0.0) + excess
+        covered_cost = (plan.cost(item, allowed, item.status != "not-covered") or 0.0) + excess
     return Assessment(
         plan=plan, plan_source=source, item=item, quantity=quantity, quantity_given=bool(ctx.order.quantity),
         outcomes=outcomes, restriction_met=met, continuing=continuing,
-        cost=plan.cost(item, quantity, covered), covered_cost=plan.cost(item, quantity, item.status != "not-covered"),
+        cost=cost, covered_cost=covered_cost,
         full_price=plan.cost(item, quantity, False),
         alternatives=_alternatives(ctx, plan, item, quantity, ingredients), prior_auth=pa, over_limit=over,
         allowed=allowed, step_drug=step_drug,
@@ -712,12 +736,12 @@ def _limit_text(limit: Any, unit: LocalText) -> LocalText:
     per = _quantity(limit.quantity, unit)
     text = _fmt(L("{q} per {d} days", "每 {d} 天 {q}"), q=per, d=limit.days)
     if limit.max_daily:
-        extra = _fmt(L(", at most {m:g} a day", "，每日最多 {m:g}"), m=limit.max_daily)
+        extra = _fmt(L(", at most {m} a day", "，每日最多 {m}"), m=_quantity(limit.max_daily, unit))
         text = {loc: text[loc] + extra[loc] for loc in LOCALES}
     return text
 
 
-class FormularyCondition(Condition):
+class FormularyCondition(_Guarded):
     """`formulary: {status, restriction_met, missing, prior_auth, over_quantity_limit, has_alternative, plan, plan_source}`."""
 
     label = "formulary"
@@ -791,7 +815,7 @@ def _germline_result(ctx: EvalContext) -> tuple[Any, GenomicResult] | None:
     return None
 
 
-class TestOrderCondition(Condition):
+class OrderedTestCondition(_Guarded):
     """`test_order: {already_resulted, repeat_within_window, within_days, indication_met}`."""
 
     label = "test_order"
@@ -863,6 +887,7 @@ class TestOrderCondition(Condition):
         return {"test.*"}
 
 
+CONDITION_KINDS = ("formulary", "companion_diagnostic", "test_order")
 register_condition("formulary", lambda spec, knowledge, path: FormularyCondition(spec, knowledge, path))
 register_condition("companion_diagnostic", lambda spec, knowledge, path: CompanionDiagnostic(spec, knowledge, path))
-register_condition("test_order", lambda spec, knowledge, path: TestOrderCondition(spec, knowledge, path))
+register_condition("test_order", lambda spec, knowledge, path: OrderedTestCondition(spec, knowledge, path))

@@ -24,13 +24,15 @@ from ..errors import PackError, Problem
 from ..facts.model import DraftOrder
 from ..knowledge import Knowledge, load_knowledge
 from ..yamlsrc import LocatedDict, load_yaml, locate, plain
-from . import coverage as _coverage  # noqa: F401  (registers formulary / companion_diagnostic / test_order)
+from . import coverage
 from .conditions import CompileError, Condition, compile_condition
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "rule-pack.schema.json"
 LOCALES = ("en", "zh-CN")
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 SUMMARY_LIMIT = 140
+#: Condition kinds defined in service/engine/coverage.py (importing it registers them).
+COVERAGE_CONDITIONS = coverage.CONDITION_KINDS
 #: Suggestion actions, in the order the schema's oneOf lists them.
 ACTIONS = (
     "replace_order_with", "add_test", "add_order", "change_dose", "delete_order",
