@@ -274,6 +274,10 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
     if error.validator == "oneOf" and isinstance(error.instance, dict):
         keys = ", ".join(sorted(error.instance)) or "nothing"
         return f"{where}: '{keys}' is not a valid condition or suggestion here (see rules/README.md)"
+    if error.validator in ("additionalProperties", "maxProperties", "minProperties") and error.schema.get("maxProperties") == 1:
+        keys = ", ".join(sorted(error.instance)) if isinstance(error.instance, dict) else "nothing"
+        known = ", ".join(sorted(error.schema.get("properties", {})))
+        return f"{where}: '{keys}' is not a valid condition; a condition has exactly one of: {known}"
     if error.validator == "additionalProperties":
         return f"{where}: {error.message} (check the spelling against rules/README.md)"
     return f"{where}: {error.message}"
