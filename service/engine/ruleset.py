@@ -191,9 +191,15 @@ def _display(path: Path) -> str:
 class _Collector:
     def __init__(self) -> None:
         self.problems: list[Problem] = []
+        self._seen: set[tuple[str, int, int, str, str]] = set()
 
     def add(self, file: str, doc: Any, path: Iterable[str | int], reason: str, check: str, severity: str = "error") -> None:
         line, col = locate(doc, list(path))
+        # A YAML anchor shared by several rules is one mistake in one place: report it once.
+        key = (file, line, col, check, reason.split(": ", 1)[-1])
+        if key in self._seen:
+            return
+        self._seen.add(key)
         self.problems.append(Problem(file, line, col, reason, severity=severity, check=check))
 
 
