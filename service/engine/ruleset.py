@@ -192,8 +192,11 @@ class _Collector:
     def __init__(self) -> None:
         self.problems: list[Problem] = []
         self._seen: set[tuple[str, int, int, str, str]] = set()
+        self.errors = 0
 
     def add(self, file: str, doc: Any, path: Iterable[str | int], reason: str, check: str, severity: str = "error") -> None:
+        if severity == "error":
+            self.errors += 1  # counted even when the message is not repeated
         line, col = locate(doc, list(path))
         # A YAML anchor shared by several rules is one mistake in one place: report it once.
         key = (file, line, col, check, reason.split(": ", 1)[-1])
@@ -325,7 +328,7 @@ def _compile_rule(
         out.add(name, doc, [*base, "id"], f"duplicate rule id '{rid}' (first defined in {seen[rid]})", "duplicate-id")
         return None
     seen[rid] = name
-    before = len(out.problems)
+    errors_before = out.errors
     for kind in ("medication", "service"):
         for j, key in enumerate(spec["trigger"].get(kind, [])):
             if (reason := codesys.check(key)) is not None:
@@ -356,7 +359,7 @@ def _compile_rule(
             if sug.action == "formulary_alternatives":
                 bound = bound | {"alternative.*"}
         _check_texts(spec["card"], card, bound, [*base, "card"], doc, name, knowledge, out)
-    if len(out.problems) != before and any(p.severity == "error" for p in out.problems[before:]):
+    if out.errors != errors_before or card is None:
         return None
     assert card is not None
     status = spec.get("status", pack.status)
