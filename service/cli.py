@@ -62,6 +62,7 @@ def serve(host: str, port: int, rules_dir: Path | None, knowledge_dir: Path | No
             self.cfg.set("timeout", 30)
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("keepalive", 5)
+            self.cfg.set("control_socket_disable", True)  # several instances on one host must not share it
             self.cfg.set("accesslog", None)  # access logs would carry request paths; our own log line is enough
 
         def load(self) -> Any:
