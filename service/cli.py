@@ -37,7 +37,8 @@ def main() -> None:
 @click.option("--knowledge", "knowledge_dir", type=click.Path(file_okay=False, path_type=Path), help="Knowledge folder (default: knowledge/).")
 @click.option("--database-url", help="SQLAlchemy URL (default: SQLite under data/). e.g. postgresql://user@host/db")
 @click.option("--workers", default=2, show_default=True, type=int)
-@click.option("--threads", default=4, show_default=True, type=int, help="Threads per worker.")
+@click.option("--threads", default=1, show_default=True, type=int,
+              help="Threads per worker. 1 (sync workers) is fastest for CPU-bound advice; raise --workers, not threads, when the EHR often leaves prefetch to be fetched.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True), help="TOML or JSON settings file.")
 def serve(host: str, port: int, rules_dir: Path | None, knowledge_dir: Path | None, database_url: str | None,
           workers: int, threads: int, config_file: str | None) -> None:

@@ -412,6 +412,12 @@ def measure_inprocess(ruleset: Any, items: list[Prepared], plan: Plan, today: da
         result = pipeline(p)
         shape[p.name] = {"orders": len(p.orders), "candidates": [len(ruleset.candidates(o)) for o in p.orders],
                          "firings": len(result.firings), "cards": len(result.cards), "dropped": len(result.dropped)}
+    gc_ms = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        gc.collect()
+        gc_ms.append((time.perf_counter() - t0) * 1000)
+    gc_info = {"full_collection_ms": statistics.median(gc_ms), "tracked_objects": len(gc.get_objects())}
     pairs = [(p.name, p) for p in items]
     eng_cpu: dict[str, list[int]] = {}
     pipe_cpu: dict[str, list[int]] = {}
@@ -425,6 +431,7 @@ def measure_inprocess(ruleset: Any, items: list[Prepared], plan: Plan, today: da
         "engine_cpu": summarize_ms(merge(eng_cpu)),
         "pipeline_cpu": summarize_ms(merge(pipe_cpu)),
         "per_request": {name: {"engine": summarize_ms(eng[name]), "pipeline": summarize_ms(pipe[name]), **shape[name]} for name in eng},
+        "gc": gc_info,
         "candidates_per_order_mean": statistics.fmean(c for s in shape.values() for c in s["candidates"]),
         "cards_per_request_mean": statistics.fmean(s["cards"] for s in shape.values()),
     }
@@ -858,7 +865,7 @@ def pyspy_during_load(server: Server, rs_set: gen.RequestSet, seconds: float, wo
     manifest = workdir / f"wrk-manifest-{rs_set.patient_size}.tsv"
     _write_manifest(rs_set, manifest)
     spy = subprocess.Popen([pyspy, "record", "--pid", str(pids[0]), "--duration", str(int(seconds)), "--rate", "200",
-                            "--format", "raw", "--gil", "--nonblocking", "--output", str(raw_out)],
+                            "--format", "raw", "--gil", "--full-filenames", "--nonblocking", "--output", str(raw_out)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(1.0)
     wrk_run(server.port, manifest, seconds)
@@ -958,6 +965,10 @@ def print_report(results: dict[str, Any]) -> None:
               f"{c1s:>16} {srv:>7} {(fmt(c16.get('rps'), 0) if 'rps' in c16 else ('failed' if c16 else '-')):>9} "
               f"{(fmt(c16.get('p99'), 1) if 'p99' in c16 else '-'):>8} {(f'{other:.0%}' if other is not None else '-'):>5} "
               f"{(fmt(rss, 0) if rss else '-'):>6}")
+    gcs = [(k, v["gc"]) for k, v in results["inprocess"].items() if "gc" in v and k.endswith("x250")]
+    if gcs:
+        p("  full GC collection with the rule set loaded: " + ", ".join(
+            f"{k.split('x')[0]} rules {fmt(g['full_collection_ms'], 0)} ms ({g['tracked_objects']:,} objects)" for k, g in gcs))
     main16 = results["http_c16"].get(f"{MAIN[0]}x{MAIN[1]}", {})
     if "capacity_rps_estimate" in main16:
         p(f"  c=16 at 1,200 rules: {fmt(main16['server_cpu_ms_per_request'])} ms server CPU + {fmt(main16['client_cpu_ms_per_request'])} ms load-generator CPU "
@@ -1029,7 +1040,7 @@ def main(argv: list[str] | None = None) -> int:
         "meta": {"started": started.isoformat(timespec="seconds"), "quick": plan.quick, "git": git_describe(),
                  "python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
                  "wrk": shutil.which("wrk") is not None, "seed": gen.SEED, "anchor": args.anchor.isoformat(),
-                 "workdir": str(workdir), "notes": notes, "request_mix": [m[0] for m in gen.REQUEST_MIX]},
+                 "workdir": str(workdir), "notes": notes, "loadavg_start": Path("/proc/loadavg").read_text().split()[:3], "request_mix": [m[0] for m in gen.REQUEST_MIX]},
         "plan": {"scales": plan.scales, "patients": plan.patients, "c1": plan.c1_configs, "c16": plan.c16_configs},
         "startup": {}, "inprocess": {}, "http_c1": {}, "http_c16": {}, "profiles": {},
     }
@@ -1136,6 +1147,7 @@ def main(argv: list[str] | None = None) -> int:
                     server.stop()
     finally:
         results["meta"]["elapsed_s"] = time.perf_counter() - t_all
+        results["meta"]["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
         results["budgets"] = judge(results)
         path = RESULTS / f"bench-{stamp}.json"
         results["meta"]["json"] = str(path)
