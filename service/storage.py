@@ -734,11 +734,17 @@ class Store:
 
 
 def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
-    """WAL for concurrent readers; SQLAlchemy (not sqlite3) emits BEGIN; FKs enforced."""
+    """WAL for concurrent readers; SQLAlchemy (not sqlite3) emits BEGIN; FKs enforced.
+
+    synchronous=NORMAL is SQLite's recommended setting with WAL: a commit survives a crash
+    of the service, only a power loss can undo the last commits, and it saves an fsync per
+    request (about a millisecond on the hot path).
+    """
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=5000")
     finally:
