@@ -48,14 +48,15 @@ def _hash_key(settings: Settings) -> bytes:
     return path.read_text(encoding="utf-8").strip().encode()
 
 
-def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
+def create_app(config: Settings | Mapping[str, Any] | None = None, prebuilt: Any = None) -> Flask:
+    """The WSGI app. `prebuilt` = (RuleSet, file fingerprint) built by the caller, to skip compiling."""
     settings = config if isinstance(config, Settings) else load_settings(config or {})
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     started = time.perf_counter()
-    holder = RuleSetHolder(settings.rules_dir, settings.knowledge_dir, settings.include_draft_packs)
+    holder = RuleSetHolder(settings.rules_dir, settings.knowledge_dir, settings.include_draft_packs, initial=prebuilt)
     store = Store(settings.effective_database_url, _hash_key(settings), spool_dir=settings.data_dir / "spool")
     app.extensions["precision_cds"] = ServiceState(settings, holder, store)
     if not settings.auth_enabled:

@@ -100,6 +100,10 @@ class CodeMatcher:
                     return True
         return False
 
+    def matches_index(self, exact: frozenset[str], prefixes: frozenset[str]) -> bool:
+        """Match against precomputed normalised codes and their prefixes (see EvalContext.code_index)."""
+        return not self.exact.isdisjoint(exact) or (bool(self.prefixes) and not self.prefixes.isdisjoint(prefixes))
+
     def any(self, keys: frozenset[str] | set[str]) -> bool:
         return any(self.matches(k) for k in keys)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import orjson
 import logging
 import time
 from datetime import date
@@ -31,7 +31,7 @@ def _json_body() -> Any:
     if not raw:
         raise BadRequest("(body)", "a JSON body is required")
     try:
-        return json.loads(raw)
+        return orjson.loads(raw)  # strict RFC 8259 (no NaN), depth-limited, ~3x faster than json
     except (ValueError, RecursionError):
         raise BadRequest("(body)", "is not valid JSON") from None
 

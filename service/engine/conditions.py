@@ -31,6 +31,33 @@ class EvalContext:
     trace: list[tuple[int, str, bool, str]] | None = None
     depth: int = 0
     memo: dict[int, bool] = field(default_factory=dict)
+    #: Per-request indexes of the patient's codes, shared by every rule and order of the request.
+    indexes: dict[tuple[Any, ...], tuple[frozenset[str], frozenset[str]]] = field(default_factory=dict)
+
+    def code_index(self, kind: str, active: bool | None, within: timedelta | None) -> tuple[frozenset[str], frozenset[str]]:
+        """The patient's codes of one kind (and filter), normalised once: (codes, all their prefixes).
+
+        Rules then match with two set intersections instead of re-reading every
+        Condition for every rule, so cost stays flat as rules are added.
+        """
+        key = (kind, active, within)
+        found = self.indexes.get(key)
+        if found is not None:
+            return found
+        p = self.patient
+        events: Iterable[Any] = p.conditions if kind == "diagnosis" else p.procedures if kind == "procedure" else p.medications
+        since: date | None = p.today - within if within else None
+        exact: set[str] = set()
+        for ev in events:
+            if active is not None and ev.active != active:
+                continue
+            if since is not None and (ev.when is None or ev.when < since):
+                continue
+            exact.update(codesys.match_key(c) for c in (ev.concepts if kind == "medication" else ev.codes))
+        prefixes = {k[:end] for k in exact for end in range(k.find(":") + 2, len(k) + 1)}
+        found = (frozenset(exact), frozenset(prefixes))
+        self.indexes[key] = found
+        return found
 
     def note(self, label: str, result: bool, why: str) -> None:
         if self.trace is not None:
@@ -268,20 +295,10 @@ class History(Condition):
         self.active = spec.get("active")
 
     def holds(self, ctx: EvalContext) -> bool:
-        p = ctx.patient
-        events: Iterable[Any] = (
-            p.conditions if self.kind == "diagnosis" else p.procedures if self.kind == "procedure" else p.medications
-        )
-        since: date | None = p.today - self.within if self.within else None
-        for ev in events:
-            codes = ev.codes if self.kind != "medication" else ev.concepts
-            if self.active is not None and ev.active != self.active:
-                continue
-            if since is not None and (ev.when is None or ev.when < since):
-                continue
-            if self.matcher.any(codes):
-                ctx.note(self.kind, True, f"found {self.what}")
-                return True
+        exact, prefixes = ctx.code_index(self.kind, self.active, self.within)
+        if self.matcher.matches_index(exact, prefixes):
+            ctx.note(self.kind, True, f"found {self.what}")
+            return True
         ctx.note(self.kind, False, f"no {self.kind} in {self.what}" + (f" within {self.within.days} days" if self.within else ""))
         return False
 

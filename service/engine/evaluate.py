@@ -56,6 +56,7 @@ def evaluate(
     """Every (rule, order) pair that holds, sorted: severity, pack priority, order, rule id."""
     genomics = latest_genomics(patient)
     memo: dict[int, bool] = {}
+    indexes: dict[Any, Any] = {}
     firings: list[Firing] = []
     for index, order in enumerate(orders):
         for rule in ruleset.candidates(order):
@@ -63,7 +64,7 @@ def evaluate(
                 if traces is not None:
                     traces.append(RuleTrace(rule.id, order.reference, False, skipped=f"rule does not serve {hook}"))
                 continue
-            ctx = EvalContext(patient, order, ruleset.knowledge, genomics, calculators, memo=memo)
+            ctx = EvalContext(patient, order, ruleset.knowledge, genomics, calculators, memo=memo, indexes=indexes)
             if traces is not None:
                 ctx.trace = []
             held = rule.when.check(ctx) if rule.when is not None else True

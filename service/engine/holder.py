@@ -27,7 +27,7 @@ class ReloadOutcome:
     at: datetime
 
 
-def _fingerprint(*dirs: Path) -> tuple[tuple[str, int, int], ...]:
+def fingerprint(*dirs: Path) -> tuple[tuple[str, int, int], ...]:
     """Cheap change detection: path, size and mtime of every file under the folders."""
     out: list[tuple[str, int, int]] = []
     for root in dirs:
@@ -40,13 +40,19 @@ def _fingerprint(*dirs: Path) -> tuple[tuple[str, int, int], ...]:
 
 
 class RuleSetHolder:
-    def __init__(self, rules_dir: Path, knowledge_dir: Path, include_draft: bool = False) -> None:
+    def __init__(self, rules_dir: Path, knowledge_dir: Path, include_draft: bool = False,
+                 initial: tuple[RuleSet, tuple[tuple[str, int, int], ...]] | None = None) -> None:
+        """`initial`: a set already built (with the fingerprint of the files it was built from),
+        e.g. by `serve` before forking, so that every worker does not compile it again."""
         self.rules_dir = rules_dir
         self.knowledge_dir = knowledge_dir
         self.include_draft = include_draft
         self._lock = threading.Lock()
-        self._fingerprint = _fingerprint(rules_dir, knowledge_dir)
-        self.current: RuleSet = load_ruleset(rules_dir, knowledge_dir, include_draft=include_draft)
+        if initial is not None:
+            self.current, self._fingerprint = initial
+        else:
+            self._fingerprint = fingerprint(rules_dir, knowledge_dir)
+            self.current = load_ruleset(rules_dir, knowledge_dir, include_draft=include_draft)
         self.last: ReloadOutcome = ReloadOutcome(True, self.current.version, [], datetime.now(timezone.utc))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -54,11 +60,11 @@ class RuleSetHolder:
     def reload(self) -> ReloadOutcome:
         """Build a new set aside; swap it in only if it is entirely valid."""
         with self._lock:
-            fingerprint = _fingerprint(self.rules_dir, self.knowledge_dir)
+            prints = fingerprint(self.rules_dir, self.knowledge_dir)
             try:
                 fresh = load_ruleset(self.rules_dir, self.knowledge_dir, include_draft=self.include_draft)
             except PackError as exc:
-                self._fingerprint = fingerprint
+                self._fingerprint = prints
                 self.last = ReloadOutcome(False, self.current.version, exc.problems, datetime.now(timezone.utc))
                 log.error(
                     "rule set reload refused; still serving version %s:\n%s",
@@ -67,12 +73,12 @@ class RuleSetHolder:
                 )
                 return self.last
             except Exception as exc:  # a loader bug must not take the service down either
-                self._fingerprint = fingerprint
+                self._fingerprint = prints
                 problem = Problem(str(self.rules_dir), 1, 1, f"unexpected error while loading: {type(exc).__name__}", check="load")
                 self.last = ReloadOutcome(False, self.current.version, [problem], datetime.now(timezone.utc))
                 log.exception("rule set reload failed; still serving version %s", self.current.version)
                 return self.last
-            self._fingerprint = fingerprint
+            self._fingerprint = prints
             changed = fresh.version != self.current.version
             self.current = fresh
             self.last = ReloadOutcome(True, fresh.version, [], datetime.now(timezone.utc))
@@ -81,7 +87,7 @@ class RuleSetHolder:
             return self.last
 
     def reload_if_changed(self) -> ReloadOutcome | None:
-        if _fingerprint(self.rules_dir, self.knowledge_dir) == self._fingerprint:
+        if fingerprint(self.rules_dir, self.knowledge_dir) == self._fingerprint:
             return None
         return self.reload()
 

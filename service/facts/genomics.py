@@ -241,17 +241,18 @@ class _Reader:
         status = _text(obs.get("status"))
         if status is None or status.lower() not in ACCEPTED_STATUSES:
             return []
-        base = {"when": _when(obs), "source_id": _text(obs.get("id"))}
         code = obs.get("code")
         if _has_code(code, HLA_ALLELE_CODES) or self._hla_in_code(code):
-            return self._allele_observation(obs, base)
-        if _has_code(code, GENOTYPE_CODES):
-            return self._genotype(obs, base)
-        if _has_code(code, PHENOTYPE_CODES) or any(_has_code(c.get("code"), PHENOTYPE_CODES) for c in _components(obs)):
-            return self._phenotype(obs, base)
-        if self._phenotype_display_gene(code):
-            return self._phenotype(obs, base)
-        return []
+            reader = self._allele_observation
+        elif _has_code(code, GENOTYPE_CODES):
+            reader = self._genotype
+        elif (_has_code(code, PHENOTYPE_CODES) or any(_has_code(c.get("code"), PHENOTYPE_CODES) for c in _components(obs))
+              or self._phenotype_display_gene(code)):
+            reader = self._phenotype
+        else:
+            return []  # most Observations are ordinary labs: classified before any parsing
+        base = {"when": _when(obs), "source_id": _text(obs.get("id"))}
+        return reader(obs, base)
 
     # -- genotype ------------------------------------------------------------
     def _genotype(self, obs: dict[str, Any], base: dict[str, Any]) -> list[GenomicResult]:

@@ -671,6 +671,12 @@ class Server:
         return {"master": proc_status(self.proc.pid), "workers": workers,
                 "max_worker_rss_mb": max((w.get("VmRSS", 0.0) for w in workers.values()), default=float("nan"))}
 
+    def worker_class(self) -> str | None:
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if "Using worker:" in line:
+                return line.rsplit(":", 1)[1].strip()
+        return None
+
     def problems_in_log(self) -> list[str]:
         text = self.log_path.read_text(errors="replace")
         return [line for line in text.splitlines() if any(w in line for w in ("WORKER TIMEOUT", "ERROR", "Traceback", "rejected"))][:10]
@@ -1110,6 +1116,7 @@ def main(argv: list[str] | None = None) -> int:
                     ready = server.start(timeout=600)
                     res = http_c1(server.port, bodies_for(data.patients[size]), plan.c1_s, server.worker_pids())
                     res["time_to_ready_s"] = ready
+                    res["worker_class"] = server.worker_class()
                     res["memory"] = server.memory()
                     res["log_problems"] = server.problems_in_log()
                     results["http_c1"][key] = res
@@ -1131,6 +1138,7 @@ def main(argv: list[str] | None = None) -> int:
                     pids_before = server.worker_pids()
                     res = load_c16(server.port, data.patients[size], seconds, workdir, pids_before)
                     res["time_to_ready_s"] = ready
+                    res["worker_class"] = server.worker_class()
                     res["memory"] = server.memory()
                     res["workers_restarted"] = sorted(pids_before) != sorted(server.worker_pids())
                     res["log_problems"] = server.problems_in_log()
