@@ -82,6 +82,30 @@ LOINC_PHENOTYPE_ANSWERS: dict[str, str] = {
     "LA9657-3": "Poor Metabolizer",
 }
 _PHENOTYPE_DISPLAY_HINTS = ("metabolic activity", "metabolizer", "metaboliser", "phenotype")
+#: Code values that make an Observation genomic whatever its system; and words that may (HLA or phenotype names).
+_GENOMIC_CODE_VALUES = frozenset(c for _, c in (*GENOTYPE_CODES, *PHENOTYPE_CODES, *HLA_ALLELE_CODES))
+_GENOMIC_NAME = re.compile("hla|" + "|".join(re.escape(h) for h in _PHENOTYPE_DISPLAY_HINTS), re.IGNORECASE)
+
+
+def _may_be_genomic(obs: dict[str, Any], code: Any) -> bool:
+    """A cheap superset test run before any parsing (the readers below decide for real)."""
+    cc = code if isinstance(code, dict) else {}
+    for coding in _list(cc.get("coding")):
+        if isinstance(coding, dict):
+            if coding.get("code") in _GENOMIC_CODE_VALUES:
+                return True
+            display = coding.get("display")
+            if isinstance(display, str) and _GENOMIC_NAME.search(display):
+                return True
+    text = cc.get("text")
+    if isinstance(text, str) and _GENOMIC_NAME.search(text):
+        return True
+    for comp in _list(obs.get("component")):
+        comp_code = comp.get("code") if isinstance(comp, dict) else None
+        for coding in _list(comp_code.get("coding") if isinstance(comp_code, dict) else None):
+            if isinstance(coding, dict) and coding.get("code") in _GENOMIC_CODE_VALUES:
+                return True
+    return False
 _QUALIFIERS = ("likely ", "possible ")
 
 
@@ -242,6 +266,8 @@ class _Reader:
         if status is None or status.lower() not in ACCEPTED_STATUSES:
             return []
         code = obs.get("code")
+        if not _may_be_genomic(obs, code):
+            return []  # most Observations are ordinary labs: one cheap look at their codes and names
         if _has_code(code, HLA_ALLELE_CODES) or self._hla_in_code(code):
             reader = self._allele_observation
         elif _has_code(code, GENOTYPE_CODES):
