@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from . import codes
 from .errors import PackError, Problem
@@ -358,11 +358,8 @@ def _drug_known(knowledge: "Knowledge", key: Any) -> bool:
     return isinstance(key, str) and (key in knowledge.drugs or key in knowledge.concept_index)
 
 
-def load_formularies(folder: Path, knowledge: "Knowledge", base: Path) -> tuple[Formularies, list[Problem]]:
-    """Every `kind: formulary` / `formulary-settings` file under `folder`, validated against `knowledge`."""
-    result = Formularies()
-    problems: list[Problem] = []
-    settings: list[tuple[_Out, LocatedDict]] = []
+def _documents(folder: Path, base: Path, problems: list[Problem]) -> Iterator[tuple[str, Any, "_Out"]]:
+    """Each YAML file under `folder` as (name, document, problem collector); unreadable ones become problems."""
     for path in sorted(folder.rglob("*.yaml")):
         rel = str(path.relative_to(base))
         try:
@@ -370,7 +367,15 @@ def load_formularies(folder: Path, knowledge: "Knowledge", base: Path) -> tuple[
         except PackError as exc:
             problems.extend(exc.problems)
             continue
-        out = _Out(rel, doc, problems)
+        yield rel, doc, _Out(rel, doc, problems)
+
+
+def load_formularies(folder: Path, knowledge: "Knowledge", base: Path) -> tuple[Formularies, list[Problem]]:
+    """Every `kind: formulary` / `formulary-settings` file under `folder`, validated against `knowledge`."""
+    result = Formularies()
+    problems: list[Problem] = []
+    settings: list[tuple[_Out, LocatedDict]] = []
+    for rel, doc, out in _documents(folder, base, problems):
         if not isinstance(doc, LocatedDict) or doc.get("kind") not in ("formulary", "formulary-settings"):
             out.add(["kind"], "a file in knowledge/formularies/ needs 'kind: formulary' or 'kind: formulary-settings'")
             continue
@@ -659,14 +664,7 @@ def load_cdx(folder: Path, knowledge: "Knowledge", base: Path) -> tuple[Companio
     problems: list[Problem] = []
     therapy_docs: list[tuple[_Out, LocatedDict]] = []
     ordering_docs: list[tuple[_Out, LocatedDict]] = []
-    for path in sorted(folder.rglob("*.yaml")):
-        rel = str(path.relative_to(base))
-        try:
-            doc = load_yaml(path, rel)
-        except PackError as exc:
-            problems.extend(exc.problems)
-            continue
-        out = _Out(rel, doc, problems)
+    for rel, doc, out in _documents(folder, base, problems):
         kind = doc.get("kind") if isinstance(doc, LocatedDict) else None
         if kind not in ("companion-diagnostics", "test-ordering"):
             out.add(["kind"], "a file in knowledge/cdx/ needs 'kind: companion-diagnostics' or 'kind: test-ordering'", "cdx")
