@@ -286,24 +286,8 @@ class CardRenderer:
 
     def _create_product(self, order: DraftOrder, alt: Any, locale: str) -> dict[str, Any]:
         """The alternative as a new draft; dose and supply are kept only for the same ingredient."""
-        product = alt.product
-        draft = order.resource
-        resource: dict[str, Any] = {
-            "resourceType": "MedicationRequest",
-            "id": self.uuids(),
-            "status": "draft",
-            "intent": draft.get("intent", "order") if isinstance(draft.get("intent"), str) else "order",
-            "medicationCodeableConcept": {"coding": [_coding(product.code, product.display)], "text": product.display},
-        }
-        keep = ("encounter", "requester", "reasonCode", "reasonReference", "priority", "authoredOn")
-        if alt.same_ingredient:
-            keep += ("dosageInstruction", "dispenseRequest")
-        resource["subject"] = self._subject(draft)
-        resource.update(_draft_fields(draft, keep))
-        MedicationRequest.model_validate(resource)
-        name = _text(alt.name, locale)
-        description = f"Order {name} ({product.display})" if locale == "en" else f"开具 {name}（{product.display}）"
-        return {"type": "create", "description": description, "resource": resource}
+        keep = ("dosageInstruction", "dispenseRequest") if alt.same_ingredient else ()
+        return self._new_medication_request(order, alt.product, _text(alt.name, locale), locale, keep)
 
     def _update_quantity(self, order: DraftOrder, quantity: float, locale: str) -> dict[str, Any]:
         resource = self._updatable(order)
@@ -323,24 +307,27 @@ class CardRenderer:
         return {"type": "delete", "description": description, "resourceId": order.reference}
 
     def _create_medication(self, order: DraftOrder, drug: Any, locale: str) -> dict[str, Any]:
-        product = drug.default_product
+        return self._new_medication_request(order, drug.default_product, drug.name(locale), locale, label_dosage=True)
+
+    def _new_medication_request(
+        self, order: DraftOrder, product: Any, name: str, locale: str, keep_extra: tuple[str, ...] = (),
+        label_dosage: bool = False,
+    ) -> dict[str, Any]:
+        """A `create` of a draft MedicationRequest for `product`, carrying over the draft's context."""
         draft = order.resource
         resource: dict[str, Any] = {
             "resourceType": "MedicationRequest",
             "id": self.uuids(),
             "status": "draft",
             "intent": draft.get("intent", "order") if isinstance(draft.get("intent"), str) else "order",
-            "medicationCodeableConcept": {
-                "coding": [_coding(product.code, product.display)],
-                "text": product.display,
-            },
+            "medicationCodeableConcept": {"coding": [_coding(product.code, product.display)], "text": product.display},
+            "subject": self._subject(draft),
         }
-        resource["subject"] = self._subject(draft)
-        resource.update(_draft_fields(draft, ("encounter", "requester", "reasonCode", "reasonReference", "priority", "authoredOn")))
-        if product.dosage:
+        keep = ("encounter", "requester", "reasonCode", "reasonReference", "priority", "authoredOn", *keep_extra)
+        resource.update(_draft_fields(draft, keep))
+        if label_dosage and product.dosage:
             resource["dosageInstruction"] = [{"text": product.dosage.get("en", "")}]
         MedicationRequest.model_validate(resource)
-        name = drug.name(locale)
         description = f"Order {name} ({product.display})" if locale == "en" else f"开具 {name}（{product.display}）"
         return {"type": "create", "description": description, "resource": resource}
 
